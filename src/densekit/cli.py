@@ -1,0 +1,56 @@
+"""``densekit <command>``: dispatch only, plus the one place errors become one line and exit 2."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+from densekit.errors import DensekitError
+
+COMMANDS = {
+    "train": ("densekit.train", "train a bi-encoder (Tevatron/PaddleNLP/FlagEmbedding flags)"),
+    "encode": ("densekit.encode", "embed queries or a corpus into .npy + ids"),
+    "search": ("densekit.retrieval.search", "FAISS search of query vectors over passage vectors"),
+    "evaluate": ("densekit.evaluation.evaluate_cli", "run + qrels -> nDCG, MRR, recall, MAP, P"),
+    "bm25": ("densekit.retrieval.bm25", "BM25 baseline run with bm25s"),
+    "mine": ("densekit.retrieval.mine", "hard negatives from a run into a training file"),
+    "recipe": ("densekit.recipe", "end-to-end recipes (scifact)"),
+    "losses": ("densekit.modeling.losses", "list the registered losses"),
+    "merge-lora": ("densekit.merge_lora", "merge a LoRA checkpoint into a full model"),
+}
+
+
+def run_guarded(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run ``main``; a DensekitError becomes one line on stderr and its exit code."""
+    try:
+        return main(argv) or 0
+    except DensekitError as exc:
+        print(f"densekit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("densekit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _usage() -> str:
+    lines = ["usage: densekit <command> [flags]   (densekit <command> --help)", "", "commands:"]
+    lines += [f"  {name:<11} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"densekit: error: unknown command {command!r}\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return run_guarded(module.main, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Tokenize groups on the fly into padded tensors (dynamic padding, per-side truncation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import BatchEncoding, PreTrainedTokenizerBase
+
+
+def tokenize(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_len: int,
+    append_eos: bool = False,
+    pad_to_multiple_of: int | None = 8,
+) -> BatchEncoding:
+    """Tokenize, truncate to ``max_len`` (EOS included when appended) and pad to a multiple."""
+    if not append_eos:
+        return tokenizer(
+            texts,
+            max_length=max_len,
+            truncation=True,
+            padding=True,
+            pad_to_multiple_of=pad_to_multiple_of,
+            return_tensors="pt",
+        )
+    encoded = tokenizer(
+        texts,
+        max_length=max_len - 1,
+        truncation=True,
+        padding=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    encoded["input_ids"] = [ids + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
+    return tokenizer.pad(
+        encoded,
+        padding=True,
+        pad_to_multiple_of=pad_to_multiple_of,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+
+
+@dataclass
+class RetrievalCollator:
+    """Turns ``TrainDataset`` items into ``{"query", "passage", ["teacher_scores"]}`` tensors."""
+
+    tokenizer: PreTrainedTokenizerBase
+    query_max_len: int = 32
+    passage_max_len: int = 128
+    append_eos: bool = False
+    pad_to_multiple_of: int | None = 8
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        queries = [item["query"] for item in items]
+        passages = [text for item in items for text in item["passages"]]
+        batch: dict[str, Any] = {
+            "query": tokenize(
+                self.tokenizer,
+                queries,
+                self.query_max_len,
+                self.append_eos,
+                self.pad_to_multiple_of,
+            ),
+            "passage": tokenize(
+                self.tokenizer,
+                passages,
+                self.passage_max_len,
+                self.append_eos,
+                self.pad_to_multiple_of,
+            ),
+        }
+        if all(item.get("scores") for item in items):
+            batch["teacher_scores"] = torch.tensor(
+                [item["scores"] for item in items], dtype=torch.float32
+            )
+        return batch

@@ -1,0 +1,176 @@
+"""Training groups: one query, one positive and ``group_size - 1`` negatives per item.
+
+Sampling is seeded by (seed, epoch, index), so a run is reproducible and each epoch sees other
+positives and negatives. Rows with too few negatives are repaired by sampling with replacement;
+rows with none get random corpus passages (or other queries' positives without a corpus).
+Records stay in Arrow; only the sampled passages become Python strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+from torch.utils.data import Dataset
+
+from densekit.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+class Corpus:
+    """Random access to passages by docid over an Arrow corpus (docid, title, text)."""
+
+    def __init__(self, table: datasets.Dataset, source: str = "corpus") -> None:
+        self.table = table
+        self.source = source
+        self.row_of = {docid: i for i, docid in enumerate(table["docid"])}
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __contains__(self, docid: str) -> bool:
+        return docid in self.row_of
+
+    def get(self, docid: str) -> dict[str, str]:
+        row = self.row_of.get(docid)
+        if row is None:
+            raise DataError(self.source, f"document id {docid!r} is not in the corpus")
+        return self.table[row]
+
+
+def format_passage(title: str | None, text: str | None, separator: str, prefix: str = "") -> str:
+    """``prefix + title + separator + text`` (title and separator dropped when empty)."""
+    title = (title or "").strip()
+    text = text or ""
+    body = f"{title}{separator}{text}" if title and text else (title or text)
+    return prefix + body
+
+
+class TrainDataset(Dataset):
+    """Items ``{"query", "passages", "scores"}`` ready for the collator.
+
+    ``records`` is the canonical train table from ``densekit.data.readers``; ``corpus`` resolves
+    passages given only by id. ``scores`` holds teacher scores when every row has them.
+    """
+
+    def __init__(
+        self,
+        records: datasets.Dataset,
+        group_size: int,
+        corpus: Corpus | None = None,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        passage_field_separator: str = " ",
+        seed: int = 42,
+    ) -> None:
+        self.records = records
+        self.group_size = group_size
+        self.corpus = corpus
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self.separator = passage_field_separator
+        self.seed = seed
+        self.epoch = 0
+        self.has_scores = self._all_rows_have_scores()
+        self._check_ids_resolvable()
+        self._log_repairs()
+
+    def _neg_counts(self) -> np.ndarray:
+        column = self.records.data.column("neg")
+        return pc.list_value_length(column).to_numpy(zero_copy_only=False)
+
+    def _all_rows_have_scores(self) -> bool:
+        if len(self.records) == 0:
+            return False
+        counts = pc.list_value_length(self.records.data.column("pos_scores")).to_numpy(
+            zero_copy_only=False
+        )
+        return bool((counts > 0).all())
+
+    def _check_ids_resolvable(self) -> None:
+        texts = pc.list_flatten(self.records.data.column("pos"))
+        if len(texts) and pc.any(pc.is_null(pc.struct_field(texts, "text"))).as_py():
+            if self.corpus is None:
+                raise DataError(
+                    "training data", "passages are given by id only: pass --corpus_path"
+                )
+
+    def _log_repairs(self) -> None:
+        needed = self.group_size - 1
+        if needed <= 0:
+            return
+        counts = self._neg_counts()
+        short = int(((counts > 0) & (counts < needed)).sum())
+        empty = int((counts == 0).sum())
+        if short:
+            logger.warning(
+                "%d of %d rows have fewer than %d negatives: sampled with replacement",
+                short,
+                len(counts),
+                needed,
+            )
+        if empty:
+            logger.warning(
+                "%d of %d rows have no negatives: random %s passages used instead",
+                empty,
+                len(counts),
+                "corpus" if self.corpus is not None else "in-data positive",
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at each epoch start so sampling differs per epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _text(self, passage: dict[str, Any]) -> str:
+        if passage["text"] is None:
+            passage = self.corpus.get(passage["docid"])
+        return format_passage(
+            passage["title"], passage["text"], self.separator, self.passage_prefix
+        )
+
+    def _random_passages(
+        self, rng: random.Random, count: int, exclude: int
+    ) -> list[dict[str, Any]]:
+        if self.corpus is not None:
+            return [self.corpus.table[rng.randrange(len(self.corpus))] for _ in range(count)]
+        out = []
+        while len(out) < count:
+            other = rng.randrange(len(self.records))
+            if other != exclude or len(self.records) == 1:
+                out.append(rng.choice(self.records[other]["pos"]))
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.records[index]
+        rng = random.Random(hash((self.seed, self.epoch, index)))
+        pos_index = rng.randrange(len(row["pos"]))
+        chosen = [row["pos"][pos_index]]
+        scores = [row["pos_scores"][pos_index]] if self.has_scores else []
+        needed = self.group_size - 1
+        negatives = row["neg"]
+        if needed > 0 and negatives:
+            if len(negatives) >= needed:
+                picks = rng.sample(range(len(negatives)), needed)
+            else:
+                picks = [rng.randrange(len(negatives)) for _ in range(needed)]
+            chosen += [negatives[i] for i in picks]
+            if self.has_scores:
+                scores += [row["neg_scores"][i] for i in picks]
+        elif needed > 0:
+            chosen += self._random_passages(rng, needed, index)
+            if self.has_scores:  # no teacher score for a random passage: the lowest seen
+                scores += [min(row["pos_scores"] + row["neg_scores"])] * needed
+        prompt = row["prompt"] or self.query_prefix
+        return {
+            "query": prompt + row["query"],
+            "passages": [self._text(p) for p in chosen],
+            "scores": scores or None,
+        }

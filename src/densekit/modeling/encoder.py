@@ -1,0 +1,322 @@
+"""The bi-encoder: backbone(s) + pooling + optional projection + optional normalization.
+
+It only turns token tensors into vectors; losses, gathering across processes and file
+reading live elsewhere. ``save_pretrained`` writes a normal HF folder, ``densekit_config.json``
+and sentence-transformers module files, so ``SentenceTransformer(path)`` loads a tied model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from densekit.errors import ConfigError
+from densekit.modeling.config import CONFIG_NAME, EncoderConfig, resolve_config
+from densekit.modeling.pooling import pool
+
+logger = logging.getLogger(__name__)
+
+POOLER_FILE = "pooler.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+_ST_POOLING_KEYS = {
+    "cls": "pooling_mode_cls_token",
+    "mean": "pooling_mode_mean_tokens",
+    "last": "pooling_mode_lasttoken",
+}
+
+
+@dataclass
+class EncoderOutput:
+    """Query and passage vectors of one batch (either may be absent)."""
+
+    q_reps: torch.Tensor | None = None
+    p_reps: torch.Tensor | None = None
+
+
+def load_backbone(path: str, cache_dir: str | None = None, **kwargs) -> nn.Module:
+    """``AutoModel`` from a folder or hub name, or a peft adapter folder on top of its base."""
+    folder = Path(path)
+    if (folder / ADAPTER_CONFIG).is_file():
+        from peft import PeftModel
+
+        base_path = json.loads((folder / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+        base = AutoModel.from_pretrained(base_path, cache_dir=cache_dir, **kwargs)
+        return PeftModel.from_pretrained(base, str(folder))
+    try:
+        return AutoModel.from_pretrained(path, cache_dir=cache_dir, **kwargs)
+    except OSError as exc:
+        raise ConfigError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
+
+
+def load_tokenizer(path: str, padding_side: str = "right") -> PreTrainedTokenizerBase:
+    """The tokenizer saved beside a model (or its base for an adapter folder)."""
+    folder = Path(path)
+    source = path
+    if (folder / ADAPTER_CONFIG).is_file() and not (folder / "tokenizer_config.json").is_file():
+        source = json.loads((folder / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise ConfigError(f"cannot load tokenizer {source!r}: {str(exc).splitlines()[0]}") from None
+    tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:  # decoder-only models ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+class DenseEncoder(nn.Module):
+    """Query and passage towers (one shared module unless untied) that output vectors."""
+
+    def __init__(
+        self,
+        query_model: nn.Module,
+        passage_model: nn.Module | None,
+        settings: EncoderConfig,
+        pooler: nn.Linear | None = None,
+    ) -> None:
+        super().__init__()
+        self.query_model = query_model
+        self.passage_model = passage_model if passage_model is not None else query_model
+        self.settings = settings
+        self.pooler = pooler
+
+    # ------------------------------------------------------------------ building and loading
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str, cache_dir: str | None = None, model_kwargs: dict | None = None, **given
+    ) -> DenseEncoder:
+        """Load a densekit, sentence-transformers or plain HF folder; ``given`` overrides settings.
+
+        A plain HF model with ``untie_encoder`` starts both towers from the same weights;
+        ``add_pooler`` (via ``projection_out_dim``) creates a fresh projection.
+        """
+        add_pooler = bool(given.pop("add_pooler", False))
+        config = resolve_config(path, **given)
+        model_kwargs = dict(model_kwargs or {})
+        folder = Path(path)
+        untied_saved = (folder / "query_model").is_dir() and (folder / "passage_model").is_dir()
+        if untied_saved:
+            query_model = load_backbone(str(folder / "query_model"), cache_dir, **model_kwargs)
+            passage_model = load_backbone(str(folder / "passage_model"), cache_dir, **model_kwargs)
+            config.untie_encoder = True
+        else:
+            query_model = load_backbone(path, cache_dir, **model_kwargs)
+            passage_model = None
+            if config.untie_encoder:
+                passage_model = load_backbone(path, cache_dir, **model_kwargs)
+        if add_pooler and config.projection_out_dim is None:
+            config.projection_out_dim = query_model.config.hidden_size
+        pooler = None
+        if config.has_pooler:
+            in_dim = config.projection_in_dim or query_model.config.hidden_size
+            config.projection_in_dim = in_dim
+            pooler = nn.Linear(in_dim, config.projection_out_dim)
+            if (folder / POOLER_FILE).is_file():
+                pooler.load_state_dict(load_file(str(folder / POOLER_FILE)))
+        if config.base_model_name_or_path is None:
+            config.base_model_name_or_path = str(path)
+        return cls(query_model, passage_model, config, pooler)
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load the weights of a folder this encoder saved (used to resume from a checkpoint)."""
+        folder = Path(path)
+        if self.tied:
+            _load_backbone_weights(self.query_model, folder)
+        else:
+            _load_backbone_weights(self.query_model, folder / "query_model")
+            _load_backbone_weights(self.passage_model, folder / "passage_model")
+        if self.pooler is not None:
+            self.pooler.load_state_dict(load_file(str(folder / POOLER_FILE)))
+
+    @property
+    def tied(self) -> bool:
+        return self.passage_model is self.query_model
+
+    # ------------------------------------------------------------------ forward
+
+    def encode(self, batch: dict[str, torch.Tensor], is_query: bool) -> torch.Tensor:
+        """Vectors for one tokenized batch of queries or passages."""
+        model = self.query_model if is_query else self.passage_model
+        inputs = {
+            k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+        }
+        hidden = model(**inputs, return_dict=True).last_hidden_state
+        reps = pool(hidden, batch["attention_mask"], self.settings.pooling)
+        if self.pooler is not None:
+            reps = self.pooler(reps)
+        if self.settings.normalize:
+            reps = F.normalize(reps, p=2, dim=-1)
+        return reps
+
+    def encode_query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encode(batch, is_query=True)
+
+    def encode_passage(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encode(batch, is_query=False)
+
+    def forward(
+        self,
+        query: dict[str, torch.Tensor] | None = None,
+        passage: dict[str, torch.Tensor] | None = None,
+    ) -> EncoderOutput:
+        return EncoderOutput(
+            q_reps=None if query is None else self.encode_query(query),
+            p_reps=None if passage is None else self.encode_passage(passage),
+        )
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None):
+        """Called by the HF Trainer for ``--gradient_checkpointing``; non-reentrant suits DDP."""
+        kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
+        for model in {id(m): m for m in (self.query_model, self.passage_model)}.values():
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+            if self.settings.fine_tune_type != "full" and hasattr(
+                model, "enable_input_require_grads"
+            ):
+                model.enable_input_require_grads()
+
+    # ------------------------------------------------------------------ saving
+
+    def save_pretrained(
+        self,
+        path: str | Path,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        state_dict: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Write the model folder: backbone(s), pooler, densekit config, sentence-transformers files.
+
+        ``state_dict`` (this module's keys) is given when the weights live elsewhere, e.g.
+        gathered from DeepSpeed ZeRO-3 shards by the Trainer.
+        """
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        parts = _split_state_dict(state_dict) if state_dict is not None else {}
+        if self.tied:
+            self.query_model.save_pretrained(folder, state_dict=parts.get("query_model"))
+        else:
+            self.query_model.save_pretrained(
+                folder / "query_model", state_dict=parts.get("query_model")
+            )
+            self.passage_model.save_pretrained(
+                folder / "passage_model", state_dict=parts.get("passage_model")
+            )
+        if self.pooler is not None:
+            state = parts.get("pooler") or self.pooler.state_dict()
+            save_file(
+                {k: v.detach().contiguous() for k, v in state.items()}, str(folder / POOLER_FILE)
+            )
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+        self.settings.save(folder)
+        if self.tied and self.settings.fine_tune_type != "lora":
+            self._write_sentence_transformers_files(folder)
+
+    def _write_sentence_transformers_files(self, folder: Path) -> None:
+        cfg = self.settings
+        hidden = self.query_model.config.hidden_size
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}
+        ]
+        pooling_dir = folder / "1_Pooling"
+        pooling_dir.mkdir(exist_ok=True)
+        pooling_cfg = {"word_embedding_dimension": hidden, "include_prompt": True}
+        for mode, key in _ST_POOLING_KEYS.items():
+            pooling_cfg[key] = cfg.pooling == mode
+        pooling_cfg.update(
+            {"pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}
+        )
+        _write_json(pooling_dir / "config.json", pooling_cfg)
+        modules.append(
+            {
+                "idx": 1,
+                "name": "1",
+                "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling",
+            }
+        )
+        if self.pooler is not None:
+            dense_dir = folder / "2_Dense"
+            dense_dir.mkdir(exist_ok=True)
+            _write_json(
+                dense_dir / "config.json",
+                {
+                    "in_features": self.pooler.in_features,
+                    "out_features": self.pooler.out_features,
+                    "bias": True,
+                    "activation_function": "torch.nn.modules.linear.Identity",
+                },
+            )
+            state = {
+                f"linear.{k}": v.detach().contiguous() for k, v in self.pooler.state_dict().items()
+            }
+            save_file(state, str(dense_dir / "model.safetensors"))
+            modules.append(
+                {
+                    "idx": 2,
+                    "name": "2",
+                    "path": "2_Dense",
+                    "type": "sentence_transformers.models.Dense",
+                }
+            )
+        if cfg.normalize:
+            idx = len(modules)
+            (folder / f"{idx}_Normalize").mkdir(exist_ok=True)
+            modules.append(
+                {
+                    "idx": idx,
+                    "name": str(idx),
+                    "path": f"{idx}_Normalize",
+                    "type": "sentence_transformers.models.Normalize",
+                }
+            )
+        _write_json(folder / "modules.json", modules)
+        _write_json(
+            folder / "sentence_bert_config.json",
+            {"max_seq_length": max(cfg.query_max_len, cfg.passage_max_len), "do_lower_case": False},
+        )
+        prompts = {"query": cfg.query_prefix, "document": cfg.passage_prefix}
+        _write_json(
+            folder / "config_sentence_transformers.json",
+            {
+                "prompts": {k: v for k, v in prompts.items() if v},
+                "default_prompt_name": None,
+                "similarity_fn_name": "cosine" if cfg.normalize else "dot",
+            },
+        )
+
+
+def _split_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """``{"query_model.x": t, "pooler.y": u}`` -> ``{"query_model": {"x": t}, "pooler": {"y": u}}``."""
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        head, _, rest = key.partition(".")
+        parts.setdefault(head, {})[rest] = value
+    return parts
+
+
+def _load_backbone_weights(model: nn.Module, folder: Path) -> None:
+    if (folder / ADAPTER_CONFIG).is_file():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+    elif (folder / "model.safetensors.index.json").is_file():
+        from transformers.modeling_utils import load_sharded_checkpoint
+
+        load_sharded_checkpoint(model, str(folder))
+    else:
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+
+
+def _write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+__all__ = ["CONFIG_NAME", "DenseEncoder", "EncoderOutput", "load_backbone", "load_tokenizer"]

@@ -1,0 +1,189 @@
+"""Contrastive losses, in a registry so a name on the command line picks one.
+
+Every loss sees the whole batch of vectors as one tensor each — ``q`` [n, d] and ``p``
+[n * group, d], the passages of query i at rows ``i*group .. i*group+group-1`` with the
+positive first — and never knows about processes: the trainer gathers before calling it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from densekit.errors import ConfigError
+
+_REGISTRY: dict[str, type[RetrievalLoss]] = {}
+
+
+def register(name: str) -> Callable[[type[RetrievalLoss]], type[RetrievalLoss]]:
+    """Class decorator adding a loss under ``name``."""
+
+    def add(cls: type[RetrievalLoss]) -> type[RetrievalLoss]:
+        _REGISTRY[name] = cls
+        cls.name = name
+        return cls
+
+    return add
+
+
+class RetrievalLoss(nn.Module):
+    """Base class: ``forward(q, p, teacher_scores=None) -> scalar``."""
+
+    name = "base"
+
+    def __init__(self, temperature: float = 1.0, **_: object) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    @staticmethod
+    def available_losses() -> list[str]:
+        return sorted(_REGISTRY)
+
+    @staticmethod
+    def create(name: str, **kwargs: object) -> RetrievalLoss:
+        if name not in _REGISTRY:
+            raise ConfigError(f"unknown loss {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        return _REGISTRY[name](**kwargs)
+
+    def forward(
+        self, q: torch.Tensor, p: torch.Tensor, teacher_scores: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def group_targets(q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Row of each query's positive in ``p``, and the group size."""
+    group = p.size(0) // q.size(0)
+    return torch.arange(q.size(0), device=q.device) * group, group
+
+
+@register("infonce")
+class InfoNCELoss(RetrievalLoss):
+    """Cross-entropy of each query over every passage of the batch, its positive the target.
+
+    ``margin`` is subtracted from the positive's score before the temperature (additive
+    margin, PaddleNLP); with ``use_inbatch_neg=False`` a query only sees its own group.
+    ``symmetric`` adds the passage→query direction over the batch's positives.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        margin: float = 0.0,
+        use_inbatch_neg: bool = True,
+        symmetric: bool = False,
+        **_: object,
+    ) -> None:
+        super().__init__(temperature)
+        self.margin = margin
+        self.use_inbatch_neg = use_inbatch_neg
+        self.symmetric = symmetric
+
+    def scores(self, q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (already divided by the temperature) and targets."""
+        targets, group = group_targets(q, p)
+        if self.use_inbatch_neg:
+            scores = q @ p.T
+        else:
+            scores = torch.einsum("nd,ngd->ng", q, p.view(q.size(0), group, -1))
+            targets = torch.zeros_like(targets)
+        if self.margin:
+            scores = scores - self.margin * F.one_hot(targets, scores.size(1)).to(scores.dtype)
+        return scores / self.temperature, targets
+
+    def forward(self, q, p, teacher_scores=None):
+        scores, targets = self.scores(q, p)
+        loss = F.cross_entropy(scores.float(), targets)
+        if self.symmetric:
+            positives = p[group_targets(q, p)[0]]
+            back = positives @ q.T / self.temperature
+            loss = (
+                loss + F.cross_entropy(back.float(), torch.arange(q.size(0), device=q.device))
+            ) / 2
+        return loss
+
+
+def _float_list(value: str | list[float] | tuple[float, ...]) -> list[float]:
+    if isinstance(value, str):
+        return [float(v) for v in value.split(",") if v.strip()]
+    return [float(v) for v in value]
+
+
+@register("matryoshka")
+class MatryoshkaLoss(InfoNCELoss):
+    """Weighted InfoNCE over leading slices of the vectors (Kusupati et al., 2022).
+
+    Each prefix is renormalized when the model normalizes, as it would be at search time.
+    Dimensions above the vector size are skipped.
+    """
+
+    def __init__(
+        self,
+        dims: str | list[int] = "64,128,256,512,768",
+        weights: str | list[float] = "1,1,1,1,1",
+        normalize: bool = False,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dims = [int(d) for d in _float_list(dims)]
+        self.weights = _float_list(weights)
+        if len(self.dims) != len(self.weights):
+            raise ConfigError(
+                f"--matryoshka_dims has {len(self.dims)} values but --matryoshka_loss_weights has {len(self.weights)}"
+            )
+        self.normalize = normalize
+
+    def forward(self, q, p, teacher_scores=None):
+        full = q.size(-1)
+        terms = [(d, w) for d, w in zip(self.dims, self.weights, strict=True) if d <= full]
+        if not terms:
+            raise ConfigError(f"no --matryoshka_dims value fits the vector size {full}")
+        total = q.new_zeros((), dtype=torch.float32)
+        for dim, weight in terms:
+            qd, pd = q[:, :dim], p[:, :dim]
+            if self.normalize:
+                qd, pd = F.normalize(qd, dim=-1), F.normalize(pd, dim=-1)
+            total = total + weight * super().forward(qd, pd)
+        return total
+
+
+@register("distill")
+class DistillationLoss(RetrievalLoss):
+    """KL divergence from the teacher's softmax to the student's over each query's group.
+
+    Teacher scores come from ``pos_scores``/``neg_scores`` (FlagEmbedding), softened by
+    ``distil_temperature``; student scores are divided by the model temperature.
+    """
+
+    def __init__(self, temperature: float = 1.0, distil_temperature: float = 1.0, **_: object):
+        super().__init__(temperature)
+        self.distil_temperature = distil_temperature
+
+    def forward(self, q, p, teacher_scores=None):
+        if teacher_scores is None:
+            raise ConfigError("loss distill needs pos_scores/neg_scores in every training row")
+        group = p.size(0) // q.size(0)
+        student = torch.einsum("nd,ngd->ng", q, p.view(q.size(0), group, -1)) / self.temperature
+        teacher = F.softmax(teacher_scores.float() / self.distil_temperature, dim=-1)
+        return F.kl_div(F.log_softmax(student.float(), dim=-1), teacher, reduction="batchmean")
+
+
+__all__ = [
+    "DistillationLoss",
+    "InfoNCELoss",
+    "MatryoshkaLoss",
+    "RetrievalLoss",
+    "group_targets",
+    "register",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``densekit losses``: print each registered loss and the first line of its description."""
+    for name in RetrievalLoss.available_losses():
+        doc = (_REGISTRY[name].__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<12} {doc}")
+    return 0

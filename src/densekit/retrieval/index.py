@@ -1,0 +1,131 @@
+"""FAISS indexes: build from any factory string, save and reload with their ids, search in batches.
+
+FAISS's own OpenMP thread count is left at its default (all cores): the searches here are
+large batched matrix products, which is what it is tuned for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+from densekit.atomic import atomic_path
+from densekit.errors import ConfigError, DataError
+from densekit.retrieval.embeddings import IDS_FILE, read_ids, write_ids
+
+INDEX_FILE = "index.faiss"
+METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+_ADD_CHUNK = 65_536
+_FAISS_PREFIX = re.compile(r"^Error in .*? at \S+:\d+: ")
+
+
+def _faiss_message(exc: BaseException) -> str:
+    """FAISS's first error line without the C++ signature and source location in front."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return _FAISS_PREFIX.sub("", lines[0])
+
+
+def _float32(rows: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rows, dtype=np.float32)
+
+
+def build_index(
+    embeddings: np.ndarray,
+    index_factory: str = "Flat",
+    metric: str = "ip",
+    train_sample: int = 100_000,
+    seed: int = 0,
+) -> faiss.Index:
+    """An index over ``embeddings`` (rows keep their positions as FAISS ids).
+
+    Trainable indexes (IVF, PQ) are trained on a seeded random sample of at most
+    ``train_sample`` rows, so building stays reproducible and bounded on large corpora.
+    """
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    if embeddings.ndim != 2:
+        raise ConfigError(f"embeddings must be 2-D, got shape {embeddings.shape}")
+    count, dim = embeddings.shape
+    try:
+        index = faiss.index_factory(dim, index_factory, METRICS[metric])
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"index factory {index_factory!r} rejected by FAISS: {_faiss_message(exc)}"
+        ) from None
+    if not index.is_trained:
+        size = min(count, train_sample)
+        rows = np.sort(np.random.default_rng(seed).choice(count, size=size, replace=False))
+        try:
+            index.train(_float32(embeddings[rows]))
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"index factory {index_factory!r} could not be trained on {size} vectors: "
+                f"{_faiss_message(exc)}"
+            ) from None
+    for start in tqdm(range(0, count, _ADD_CHUNK), desc="Indexing", unit="chunk"):
+        index.add(_float32(embeddings[start : start + _ADD_CHUNK]))
+    return index
+
+
+def save_index(index: faiss.Index, ids: list[str], folder: str | os.PathLike) -> None:
+    """Write ``index.faiss`` and ``ids.txt`` into ``folder``, which appears only when complete."""
+    if len(ids) != index.ntotal:
+        raise DataError(str(folder), f"{len(ids)} ids for an index of {index.ntotal} vectors")
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        write_ids(tmp / IDS_FILE, ids)
+
+
+def load_index(folder: str | os.PathLike) -> tuple[faiss.Index, list[str]]:
+    """The index and ids written by :func:`save_index`."""
+    folder = Path(folder)
+    for name in (INDEX_FILE, IDS_FILE):
+        if not (folder / name).is_file():
+            raise DataError(str(folder), f"missing {name}")
+    try:
+        index = faiss.read_index(str(folder / INDEX_FILE))
+    except RuntimeError as exc:
+        raise DataError(str(folder / INDEX_FILE), _faiss_message(exc)) from None
+    ids = read_ids(folder / IDS_FILE)
+    if len(ids) != index.ntotal:
+        raise DataError(str(folder), f"{IDS_FILE} has {len(ids)} ids for {index.ntotal} vectors")
+    return index, ids
+
+
+def search(
+    index: faiss.Index,
+    queries: np.ndarray,
+    depth: int,
+    batch_size: int = 128,
+    source: str = "query embeddings",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``depth`` scores and row positions per query (``-1`` where the index had fewer hits).
+
+    ``source`` names the queries in errors. Batches bound the memory FAISS needs for the
+    query-by-corpus score blocks.
+    """
+    if queries.ndim != 2:
+        raise DataError(source, f"query embeddings must be 2-D, got shape {queries.shape}")
+    if queries.shape[1] != index.d:
+        raise DataError(
+            source, f"query dimension {queries.shape[1]} does not match index dimension {index.d}"
+        )
+    if depth < 1 or batch_size < 1:
+        raise ConfigError(f"depth and batch size must be positive, got {depth} and {batch_size}")
+    count = queries.shape[0]
+    k = min(depth, index.ntotal)
+    scores = np.full((count, k), -np.inf, dtype=np.float32)
+    indices = np.full((count, k), -1, dtype=np.int64)
+    if k == 0:
+        return scores, indices
+    for start in tqdm(range(0, count, batch_size), desc="Searching", unit="batch"):
+        batch_scores, batch_indices = index.search(_float32(queries[start : start + batch_size]), k)
+        scores[start : start + batch_size] = batch_scores
+        indices[start : start + batch_size] = batch_indices
+    return scores, indices

@@ -1,0 +1,196 @@
+"""Hard-negative mining from a run: turn retrieval results and qrels into training data.
+
+Negatives come from a rank window of the run, minus the judged positives, minus (optionally)
+candidates scoring too close to the positive: NV-Retriever's TopK-PercPos filter, which drops
+likely unjudged positives (false negatives) that would otherwise teach the model the wrong thing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from tqdm.auto import tqdm
+
+from densekit.atomic import atomic_open
+from densekit.data.qrels import load_qrels
+from densekit.data.readers import load_corpus, load_queries
+from densekit.errors import ConfigError, DataError
+from densekit.retrieval.trec import read_run
+
+SAMPLES = ("top", "random")
+_WRITE_CHUNK = 1024
+
+
+@dataclass
+class MineReport:
+    """What mining dropped and why, to judge whether the window and threshold fit the data."""
+
+    queries: int = 0
+    candidates_considered: int = 0
+    removed_as_positive: int = 0
+    removed_by_perc_pos: int = 0
+    queries_without_scored_positive: int = 0
+    queries_missing_from_run: int = 0
+    queries_short_of_negatives: int = 0
+
+    def lines(self) -> list[str]:
+        return [f"{name}: {value}" for name, value in asdict(self).items()]
+
+
+def _positives(judged: Mapping[str, int]) -> list[str]:
+    return sorted(docid for docid, rel in judged.items() if rel > 0)
+
+
+def mine_negatives(
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Mapping[str, Mapping[str, int]],
+    *,
+    range_min: int = 0,
+    range_max: int = 100,
+    negative_number: int = 30,
+    perc_pos: float | None = 0.95,
+    seed: int = 42,
+    sample: str = "top",
+) -> tuple[dict[str, list[str]], MineReport]:
+    """Negatives for every qrels query with a positive, in run rank order.
+
+    Candidates are the run's documents at 0-based ranks ``[range_min, range_max)`` (score
+    descending, ties by docid). With ``perc_pos`` a candidate scoring above ``perc_pos`` times
+    the best-scored positive is dropped; a query whose positives are all missing from the run
+    keeps its candidates. ``sample="random"`` draws with a per-query seed, so a query's
+    negatives do not change when other queries are added or removed.
+    """
+    if not 0 <= range_min < range_max:
+        raise ConfigError(f"need 0 <= range_min < range_max, got {range_min} and {range_max}")
+    if negative_number < 1:
+        raise ConfigError(f"negative_number must be positive, got {negative_number}")
+    if sample not in SAMPLES:
+        raise ConfigError(f"unknown sample {sample!r}; expected one of {', '.join(SAMPLES)}")
+    if perc_pos is not None and perc_pos <= 0:
+        raise ConfigError(f"perc_pos must be positive (or None to disable), got {perc_pos}")
+    report = MineReport()
+    negatives: dict[str, list[str]] = {}
+    for qid, judged in qrels.items():
+        positives = set(_positives(judged))
+        if not positives:
+            continue
+        report.queries += 1
+        scored = run.get(qid, {})
+        if not scored:
+            report.queries_missing_from_run += 1
+        ranked = sorted(scored.items(), key=lambda hit: (-hit[1], hit[0]))
+        window = ranked[range_min:range_max]
+        report.candidates_considered += len(window)
+        candidates = [hit for hit in window if hit[0] not in positives]
+        report.removed_as_positive += len(window) - len(candidates)
+        positive_scores = [scored[docid] for docid in positives if docid in scored]
+        if not positive_scores:
+            report.queries_without_scored_positive += 1
+        elif perc_pos is not None:
+            threshold = perc_pos * max(positive_scores)
+            kept = [hit for hit in candidates if hit[1] <= threshold]
+            report.removed_by_perc_pos += len(candidates) - len(kept)
+            candidates = kept
+        if sample == "random" and len(candidates) > negative_number:
+            picked = random.Random(f"{seed}:{qid}").sample(range(len(candidates)), negative_number)
+            candidates = [candidates[i] for i in sorted(picked)]
+        chosen = [docid for docid, _ in candidates[:negative_number]]
+        if len(chosen) < negative_number:
+            report.queries_short_of_negatives += 1
+        negatives[qid] = chosen
+    return negatives, report
+
+
+def _unknown(ids: list[str], known: Mapping[str, object]) -> list[str]:
+    return sorted({i for i in ids if i not in known})
+
+
+def _describe(missing: list[str], where: str) -> str:
+    shown = ", ".join(repr(i) for i in missing[:3])
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    return f"{len(missing)} ids not found in {where}: {shown}{more}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="densekit mine",
+        description="Mine hard negatives from a run into a Tevatron-layout training file.",
+    )
+    parser.add_argument("--run", required=True, help="TREC or MS MARCO run file")
+    parser.add_argument("--qrels", required=True)
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--queries", required=True)
+    parser.add_argument("--output", required=True, help="training jsonl to write")
+    parser.add_argument("--range_min", type=int, default=0, help="first rank used (0-based)")
+    parser.add_argument("--range_max", type=int, default=100, help="rank after the last used")
+    parser.add_argument("--negative_number", type=int, default=30)
+    parser.add_argument(
+        "--perc_pos",
+        type=float,
+        default=0.95,
+        help="drop candidates scoring above this fraction of the positive's score; 0 disables",
+    )
+    parser.add_argument("--sample", choices=SAMPLES, default="top")
+    parser.add_argument("--seed", type=int, default=42)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    qrels = load_qrels(args.qrels)
+    run = read_run(args.run)
+    negatives, report = mine_negatives(
+        run,
+        qrels,
+        range_min=args.range_min,
+        range_max=args.range_max,
+        negative_number=args.negative_number,
+        perc_pos=args.perc_pos if args.perc_pos > 0 else None,
+        seed=args.seed,
+        sample=args.sample,
+    )
+    queries = load_queries(args.queries)
+    query_text = dict(zip(queries["query_id"], queries["text"], strict=True))
+    missing = _unknown(list(negatives), query_text)
+    if missing:
+        raise DataError(args.qrels, _describe(missing, f"queries {args.queries}"))
+    positives = {qid: _positives(qrels[qid]) for qid in negatives}
+    corpus = load_corpus(args.corpus)
+    row_of = {docid: row for row, docid in enumerate(corpus["docid"])}
+    missing = _unknown([d for docs in positives.values() for d in docs], row_of)
+    if missing:
+        raise DataError(args.qrels, _describe(missing, f"corpus {args.corpus}"))
+    missing = _unknown([d for docs in negatives.values() for d in docs], row_of)
+    if missing:
+        raise DataError(args.run, _describe(missing, f"corpus {args.corpus}"))
+
+    qids = list(negatives)
+    with atomic_open(args.output, "w", encoding="utf-8") as handle:
+        for start in tqdm(range(0, len(qids), _WRITE_CHUNK), desc="Writing", unit="chunk"):
+            chunk = qids[start : start + _WRITE_CHUNK]
+            rows = sorted({row_of[d] for q in chunk for d in positives[q] + negatives[q]})
+            fetched = corpus[rows]
+            passage = {
+                docid: {"docid": docid, "title": title, "text": text}
+                for docid, title, text in zip(
+                    fetched["docid"], fetched["title"], fetched["text"], strict=True
+                )
+            }
+            for qid in chunk:
+                record = {
+                    "query_id": qid,
+                    "query": query_text[qid],
+                    "positive_passages": [passage[d] for d in positives[qid]],
+                    "negative_passages": [passage[d] for d in negatives[qid]],
+                }
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with atomic_open(f"{args.output}.report.json", "w", encoding="utf-8") as handle:
+        json.dump(asdict(report), handle, indent=2)
+        handle.write("\n")
+    for line in report.lines():
+        print(line)
+    return 0

@@ -1,0 +1,100 @@
+"""Read and write ranked result lists (runs) in TREC or MS MARCO form.
+
+TREC runs (``qid Q0 docid rank score tag``) are what trec_eval and most toolkits
+exchange; the MS MARCO form (``qid docid rank``) is what its leaderboards expect.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+from densekit.atomic import atomic_open
+from densekit.errors import DataError, DensekitError
+
+FORMATS = ("trec", "msmarco")
+
+
+def read_run(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """Return ``{query_id: {doc_id: score}}`` from a TREC or MS MARCO run file.
+
+    The form is detected from the first line: 6 columns is TREC, 3 is MS MARCO, whose
+    score is ``-rank`` so that higher is better everywhere. Malformed lines, scores
+    that are not numbers and a document listed twice for a query raise DataError.
+    """
+    run: dict[str, dict[str, float]] = {}
+    columns = 0
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if not columns:
+                columns = len(fields)
+                if columns not in (3, 6):
+                    raise DataError(
+                        path,
+                        f"expected 6 columns (TREC: qid Q0 docid rank score tag) or 3 "
+                        f"(MS MARCO: qid docid rank), found {columns}",
+                        number,
+                    )
+            if len(fields) != columns:
+                raise DataError(path, f"expected {columns} columns, found {len(fields)}", number)
+            if columns == 6:
+                qid, docid, score = fields[0], fields[2], _parse_score(fields[4], path, number)
+            else:
+                qid, docid = fields[0], fields[1]
+                try:
+                    score = -float(int(fields[2]))
+                except ValueError:
+                    raise DataError(path, f"rank {fields[2]!r} is not an integer", number) from None
+            docs = run.setdefault(qid, {})
+            if docid in docs:
+                raise DataError(path, f"document {docid!r} listed twice for query {qid!r}", number)
+            docs[docid] = score
+    if not run:
+        raise DataError(path, "no results in the run file")
+    return run
+
+
+def write_run(
+    path: str | os.PathLike,
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    tag: str = "densekit",
+    fmt: str = "trec",
+) -> None:
+    """Write ``run`` atomically, each query's documents by descending score, ranks from 1.
+
+    Equal scores keep the given order in the ranks written. Scores are written in full
+    (``repr``) so that rounding cannot create ties that trec_eval would reorder.
+    """
+    if fmt not in FORMATS:
+        raise DensekitError(f"unknown run format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    _check_token(tag, "run tag")
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        for qid, docs in run.items():
+            _check_token(qid, "query id")
+            ranked = sorted(docs, key=lambda doc: doc[1], reverse=True)
+            for rank, (docid, score) in enumerate(ranked, start=1):
+                _check_token(docid, "document id")
+                if fmt == "trec":
+                    handle.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
+                else:
+                    handle.write(f"{qid}\t{docid}\t{rank}\n")
+
+
+def _parse_score(text: str, path: str | os.PathLike, line: int) -> float:
+    try:
+        score = float(text)
+    except ValueError:
+        raise DataError(path, f"score {text!r} is not a number", line) from None
+    if math.isnan(score):
+        raise DataError(path, "score is NaN", line)
+    return score
+
+
+def _check_token(value: str, what: str) -> None:
+    """Reject ids a whitespace-separated file could not read back as one column."""
+    if value.split() != [value]:
+        raise DensekitError(f"{what} {value!r} is empty or contains whitespace")

@@ -1,0 +1,195 @@
+"""``densekit train`` / ``python -m densekit.train``: a thin driver over the Python API.
+
+Works under ``torchrun -m densekit.train``, ``python -m torch.distributed.launch``,
+``accelerate launch -m densekit.train`` and ``deepspeed --module densekit.train``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from transformers import set_seed
+
+from densekit.arguments import DataArguments, ModelArguments, RetrievalTrainingArguments
+from densekit.arguments import parse_train_args
+from densekit.data.collator import RetrievalCollator
+from densekit.data.readers import load_corpus, load_train
+from densekit.data.train_dataset import Corpus, TrainDataset
+from densekit.errors import ConfigError
+from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+from densekit.modeling.finetune import apply_bitfit, wrap_lora
+from densekit.modeling.losses import RetrievalLoss
+from densekit.training.trainer import RetrievalTrainer
+
+logger = logging.getLogger("densekit.train")
+
+
+def build_encoder(model_args: ModelArguments, data_args: DataArguments) -> DenseEncoder:
+    """The encoder to train: flags over the model folder's settings, fine-tune type applied."""
+    model_kwargs = {}
+    if model_args.attn_implementation:
+        model_kwargs["attn_implementation"] = model_args.attn_implementation
+    encoder = DenseEncoder.from_pretrained(
+        model_args.model_name_or_path,
+        cache_dir=model_args.cache_dir,
+        model_kwargs=model_kwargs,
+        pooling=model_args.pooling,
+        normalize=model_args.normalize,
+        temperature=model_args.temperature,
+        query_prefix=data_args.query_prefix,
+        passage_prefix=data_args.passage_prefix,
+        query_max_len=data_args.query_max_len,
+        passage_max_len=data_args.passage_max_len,
+        append_eos_token=data_args.append_eos_token or None,
+        padding_side=data_args.padding_side,
+        untie_encoder=model_args.untie_encoder or None,
+        add_pooler=model_args.add_pooler,
+        projection_in_dim=model_args.projection_in_dim,
+        projection_out_dim=model_args.projection_out_dim,
+        fine_tune_type=model_args.fine_tune_type,
+    )
+    if model_args.fine_tune_type == "bitfit":
+        apply_bitfit(encoder)
+    elif model_args.fine_tune_type == "lora":
+        towers = {
+            id(encoder.query_model): "query_model",
+            id(encoder.passage_model): "passage_model",
+        }
+        for name in towers.values():
+            wrapped = wrap_lora(
+                getattr(encoder, name),
+                model_args.lora_r,
+                model_args.lora_alpha,
+                model_args.lora_dropout,
+                model_args.lora_target_modules,
+                model_args.lora_name_or_path,
+            )
+            setattr(encoder, name, wrapped)
+        if encoder.tied or len(towers) == 1:
+            encoder.passage_model = encoder.query_model
+    return encoder
+
+
+def build_loss(model_args: ModelArguments, encoder: DenseEncoder) -> RetrievalLoss:
+    """The registry loss named by the flags, with the encoder's temperature."""
+    name = "matryoshka" if model_args.use_matryoshka else model_args.loss
+    return RetrievalLoss.create(
+        name,
+        temperature=encoder.settings.temperature,
+        margin=model_args.margin,
+        use_inbatch_neg=model_args.use_inbatch_neg,
+        symmetric=model_args.symmetric_loss,
+        distil_temperature=model_args.distil_temperature,
+        dims=model_args.matryoshka_dims,
+        weights=model_args.matryoshka_loss_weights,
+        normalize=encoder.settings.normalize,
+    )
+
+
+def build_dataset(data_args: DataArguments, encoder: DenseEncoder, seed: int) -> TrainDataset:
+    """Read, validate and wrap the training data (nothing is written anywhere)."""
+    if data_args.dataset_path is None:
+        raise ConfigError("no training data: pass --dataset_path (or --train_dir/--dataset_name)")
+    records = load_train(
+        data_args.dataset_path,
+        max_examples_per_file=data_args.max_example_num_per_dataset,
+        num_proc=data_args.dataset_proc_num,
+    )
+    corpus = None
+    if data_args.corpus_path:
+        corpus = Corpus(load_corpus(data_args.corpus_path), source=data_args.corpus_path)
+    return TrainDataset(
+        records,
+        group_size=data_args.train_group_size,
+        corpus=corpus,
+        query_prefix=encoder.settings.query_prefix,
+        passage_prefix=encoder.settings.passage_prefix,
+        passage_field_separator=data_args.passage_field_separator,
+        seed=seed,
+    )
+
+
+def _check_output_dir(args: RetrievalTrainingArguments) -> None:
+    out = Path(args.output_dir)
+    if (
+        out.is_dir()
+        and any(out.iterdir())
+        and not args.overwrite_output_dir
+        and not args.resume_from_checkpoint
+    ):
+        raise ConfigError(
+            f"--output_dir {out} is not empty: pass --overwrite_output_dir or --resume_from_checkpoint"
+        )
+
+
+def save_final(trainer: RetrievalTrainer, output_dir: str) -> None:
+    """Save the trained model into ``output_dir`` atomically (temp folder, then renames)."""
+    if not trainer.args.should_save:
+        trainer.save_model(output_dir)  # joins collective gathers (ZeRO-3), writes nothing
+        return
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".final-", dir=output_dir)
+    try:
+        trainer.save_model(tmp)
+        entries = sorted(os.listdir(tmp), key=lambda name: name == "densekit_config.json")
+        for name in entries:  # the config last: its presence marks a complete folder
+            target = Path(output_dir) / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(Path(tmp) / name, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def train(
+    model_args: ModelArguments, data_args: DataArguments, training_args: RetrievalTrainingArguments
+) -> RetrievalTrainer:
+    """Build everything from the three argument objects, train, save; returns the trainer."""
+    _check_output_dir(training_args)
+    set_seed(training_args.seed)
+    encoder = build_encoder(model_args, data_args)
+    tokenizer = load_tokenizer(
+        model_args.tokenizer_name or model_args.model_name_or_path, encoder.settings.padding_side
+    )
+    if encoder.settings.append_eos_token and tokenizer.eos_token_id is None:
+        raise ConfigError("--append_eos_token: this tokenizer has no EOS token")
+    dataset = build_dataset(data_args, encoder, training_args.seed)
+    collator = RetrievalCollator(
+        tokenizer,
+        query_max_len=encoder.settings.query_max_len,
+        passage_max_len=encoder.settings.passage_max_len,
+        append_eos=encoder.settings.append_eos_token,
+        pad_to_multiple_of=data_args.pad_to_multiple_of or None,
+    )
+    trainer = RetrievalTrainer(
+        model=encoder,
+        args=training_args,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+        loss_fn=build_loss(model_args, encoder),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    save_final(trainer, training_args.output_dir)
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING,
+    )
+    model_args, data_args, training_args = parse_train_args(argv)
+    train(model_args, data_args, training_args)
+    return 0
+
+
+if __name__ == "__main__":
+    from densekit.cli import run_guarded
+
+    sys.exit(run_guarded(main))

@@ -1,0 +1,30 @@
+"""Gathering vectors across processes: the one place that knows about ranks.
+
+``gather_with_grad`` concatenates every rank's tensor in rank order while the local slice keeps
+its autograd graph, so a loss over the global batch back-propagates into this rank's inputs.
+Scaling the loss by the world size then makes DDP's gradient *average* equal the gradient of
+the global-batch loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """All ranks' ``tensor`` concatenated along dim 0; gradients flow to the local slice only."""
+    if world_size() == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(world_size())]
+    dist.all_gather(parts, tensor.detach().contiguous())
+    parts[rank()] = tensor
+    return torch.cat(parts, dim=0)

@@ -1,0 +1,136 @@
+"""RetrievalTrainer: the HF Trainer plus only what a bi-encoder needs.
+
+It computes the contrastive loss on the encoder's vectors (gathering them across ranks for
+cross-device negatives), runs GradCache steps when asked, saves the encoder's folder format and
+reloads it on resume. Optimizer, schedule, checkpoints, logging, mixed precision, DDP,
+accelerate and DeepSpeed all stay the HF Trainer's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback
+
+from densekit.errors import ConfigError
+from densekit.modeling.encoder import DenseEncoder
+from densekit.modeling.losses import RetrievalLoss
+from densekit.training import distributed
+from densekit.training.grad_cache import grad_cache_step
+
+
+class EpochCallback(TrainerCallback):
+    """Tells the dataset which epoch starts, so group sampling differs per epoch."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(int(state.epoch or 0))
+
+
+class RetrievalTrainer(Trainer):
+    """``transformers.Trainer`` for ``DenseEncoder`` models and a ``RetrievalLoss``."""
+
+    def __init__(self, *args: Any, loss_fn: RetrievalLoss | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.model, DenseEncoder):
+            raise ConfigError("RetrievalTrainer needs a densekit DenseEncoder model")
+        temperature = self.model.settings.temperature
+        self.loss_fn = (
+            loss_fn
+            if loss_fn is not None
+            else RetrievalLoss.create("infonce", temperature=temperature)
+        )
+        if self.train_dataset is not None:
+            self.add_callback(EpochCallback(self.train_dataset))
+        if getattr(self.args, "grad_cache", False) and self.is_deepspeed_enabled:
+            raise ConfigError("--grad_cache cannot be combined with --deepspeed")
+
+    # ------------------------------------------------------------------ loss
+
+    def contrastive_loss(
+        self, q: torch.Tensor, p: torch.Tensor, teacher_scores: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The registry loss on this step's vectors, over all ranks with cross-device negatives.
+
+        Scaled by the world size there, so DDP's gradient averaging yields the gradient of the
+        loss over the global batch.
+        """
+        if getattr(self.args, "negatives_cross_device", False) and distributed.world_size() > 1:
+            q, p = distributed.gather_with_grad(q), distributed.gather_with_grad(p)
+            if teacher_scores is not None:
+                teacher_scores = distributed.gather_with_grad(teacher_scores)
+            return self.loss_fn(q, p, teacher_scores) * distributed.world_size()
+        return self.loss_fn(q, p, teacher_scores)
+
+    def _loss_scale(self) -> int:
+        cross = getattr(self.args, "negatives_cross_device", False)
+        return distributed.world_size() if cross else 1
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ):
+        output = model(query=inputs["query"], passage=inputs["passage"])
+        loss = self.contrastive_loss(output.q_reps, output.p_reps, inputs.get("teacher_scores"))
+        return (loss, output) if return_outputs else loss
+
+    def training_step(
+        self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ):
+        """The HF step, or a GradCache step; the returned (logged) loss is the unscaled loss."""
+        if not getattr(self.args, "grad_cache", False):
+            return super().training_step(model, inputs, num_items_in_batch) / self._loss_scale()
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        steps = self.current_gradient_accumulation_steps
+        teacher = inputs.get("teacher_scores")
+
+        def loss_and_backward(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+            with self.compute_loss_context_manager():
+                loss = self.contrastive_loss(q, p, teacher) / steps
+            self.accelerator.backward(loss)
+            return loss
+
+        def no_sync():
+            if hasattr(model, "no_sync"):
+                return model.no_sync()
+            return contextlib.nullcontext()
+
+        loss = grad_cache_step(
+            lambda batch: model(query=batch).q_reps,
+            lambda batch: model(passage=batch).p_reps,
+            inputs["query"],
+            inputs["passage"],
+            self.args.gc_q_chunk_size,
+            self.args.gc_p_chunk_size,
+            loss_and_backward,
+            no_sync,
+        )
+        return loss * steps / self._loss_scale()
+
+    # ------------------------------------------------------------------ saving and resuming
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        encoder = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        encoder.save_pretrained(output_dir, tokenizer=self.processing_class, state_dict=state_dict)
+        with open(os.path.join(output_dir, "training_args.json"), "w") as handle:
+            handle.write(self.args.to_json_string())
+
+    def _load_from_checkpoint(
+        self, resume_from_checkpoint: str, model: nn.Module | None = None
+    ) -> None:
+        encoder = self.accelerator.unwrap_model(model or self.model, keep_torch_compile=False)
+        encoder.load_weights(resume_from_checkpoint)

@@ -1,0 +1,74 @@
+"""BM25 runs: the lexically matching document must win, and the CLI writes a readable run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from densekit.data.readers import load_corpus, load_queries
+from densekit.errors import DataError
+from densekit.retrieval.bm25 import bm25_run, main
+from densekit.retrieval.trec import read_run
+
+CORPUS = [
+    {"_id": "cats", "title": "Cats", "text": "Cats purr and chase mice around the house."},
+    {"_id": "dogs", "title": "Dogs", "text": "Dogs bark at the mailman every morning."},
+    {"_id": "rust", "title": "", "text": "The Rust borrow checker prevents data races."},
+    {"_id": "tea", "title": "Tea", "text": "Green tea is brewed at a lower temperature."},
+]
+QUERIES = [
+    {"_id": "q1", "text": "why do dogs bark"},
+    {"_id": "q2", "text": "borrow checker data races"},
+    {"_id": "q3", "text": "zebra xylophone"},
+]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "corpus": _write_jsonl(tmp_path / "corpus.jsonl", CORPUS),
+        "queries": _write_jsonl(tmp_path / "queries.jsonl", QUERIES),
+    }
+
+
+def test_matching_document_wins_and_zero_scores_are_dropped(files: dict[str, Path]) -> None:
+    run = bm25_run(load_corpus(files["corpus"]), load_queries(files["queries"]), depth=10)
+    assert run["q1"][0][0] == "dogs"
+    assert run["q2"][0][0] == "rust"
+    assert [docid for docid, _ in run["q1"]] == ["dogs"]
+    assert run["q3"] == []
+    assert all(score > 0 for hits in run.values() for _, score in hits)
+
+
+def test_title_is_searched(files: dict[str, Path]) -> None:
+    queries = load_queries(_write_jsonl(files["queries"], [{"_id": "t", "text": "tea"}]))
+    assert bm25_run(load_corpus(files["corpus"]), queries, depth=2)["t"][0][0] == "tea"
+
+
+def test_cli_restricts_to_qrels_queries(files: dict[str, Path], tmp_path: Path) -> None:
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\nq2\trust\t1\n")
+    out = tmp_path / "bm25.trec"
+    argv = ["--corpus", str(files["corpus"]), "--queries", str(files["queries"]),
+            "--qrels", str(qrels), "--depth", "3", "--save_ranking_to", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    run = read_run(out)
+    assert list(run) == ["q2"]
+    assert max(run["q2"], key=run["q2"].get) == "rust"
+
+
+def test_cli_qrels_without_known_queries(files: dict[str, Path], tmp_path: Path) -> None:
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\nother\trust\t1\n")
+    out = tmp_path / "bm25.trec"
+    with pytest.raises(DataError, match="no query id in common"):
+        main(["--corpus", str(files["corpus"]), "--queries", str(files["queries"]),
+              "--qrels", str(qrels), "--save_ranking_to", str(out)])  # fmt: skip
+    assert not out.exists()
