@@ -56,11 +56,11 @@ def build_encoder(model_args: ModelArguments, data_args: DataArguments) -> Dense
     if model_args.fine_tune_type == "bitfit":
         apply_bitfit(encoder)
     elif model_args.fine_tune_type == "lora":
-        towers = {
-            id(encoder.query_model): "query_model",
-            id(encoder.passage_model): "passage_model",
-        }
-        for name in towers.values():
+        # A tied encoder's one backbone is wrapped once and stays shared by both towers, so
+        # query_model is the PeftModel (saved as an adapter folder, reloadable).
+        tied = encoder.tied
+        towers = ("query_model",) if tied else ("query_model", "passage_model")
+        for name in towers:
             wrapped = wrap_lora(
                 getattr(encoder, name),
                 model_args.lora_r,
@@ -70,7 +70,7 @@ def build_encoder(model_args: ModelArguments, data_args: DataArguments) -> Dense
                 model_args.lora_name_or_path,
             )
             setattr(encoder, name, wrapped)
-        if encoder.tied or len(towers) == 1:
+        if tied:
             encoder.passage_model = encoder.query_model
     return encoder
 

@@ -56,8 +56,18 @@ def test_cli_restricts_to_qrels_queries(files: dict[str, Path], tmp_path: Path) 
     qrels = tmp_path / "qrels.tsv"
     qrels.write_text("query-id\tcorpus-id\tscore\nq2\trust\t1\n")
     out = tmp_path / "bm25.trec"
-    argv = ["--corpus", str(files["corpus"]), "--queries", str(files["queries"]),
-            "--qrels", str(qrels), "--depth", "3", "--save_ranking_to", str(out)]  # fmt: skip
+    argv = [
+        "--corpus",
+        str(files["corpus"]),
+        "--queries",
+        str(files["queries"]),
+        "--qrels",
+        str(qrels),
+        "--depth",
+        "3",
+        "--save_ranking_to",
+        str(out),
+    ]
     assert main(argv) == 0
     run = read_run(out)
     assert list(run) == ["q2"]
@@ -69,6 +79,16 @@ def test_cli_qrels_without_known_queries(files: dict[str, Path], tmp_path: Path)
     qrels.write_text("query-id\tcorpus-id\tscore\nother\trust\t1\n")
     out = tmp_path / "bm25.trec"
     with pytest.raises(DataError, match="no query id in common"):
-        main(["--corpus", str(files["corpus"]), "--queries", str(files["queries"]),
-              "--qrels", str(qrels), "--save_ranking_to", str(out)])  # fmt: skip
+        main(
+            [
+                "--corpus",
+                str(files["corpus"]),
+                "--queries",
+                str(files["queries"]),
+                "--qrels",
+                str(qrels),
+                "--save_ranking_to",
+                str(out),
+            ]
+        )
     assert not out.exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from densekit.errors import ConfigError, DataError
+from densekit.errors import ConfigError, DataError, DensekitError
 from densekit.retrieval.embeddings import save_embeddings
 from densekit.retrieval.index import build_index, load_index, save_index, search
 from densekit.retrieval.search import main, search_index, search_shards
@@ -98,12 +98,17 @@ def test_cli_sharded_and_unsharded_write_the_same_run(data: dict) -> None:
 def test_cli_glob_and_msmarco_format(data: dict) -> None:
     d = data["dir"]
     argv = [
-        "--query_reps", str(d / "queries"),
-        "--passage_reps", str(d / "corpus" / "shard-*"),
-        "--depth", "3",
-        "--save_ranking_to", str(d / "run.tsv"),
-        "--ranking_format", "msmarco",
-    ]  # fmt: skip
+        "--query_reps",
+        str(d / "queries"),
+        "--passage_reps",
+        str(d / "corpus" / "shard-*"),
+        "--depth",
+        "3",
+        "--save_ranking_to",
+        str(d / "run.tsv"),
+        "--ranking_format",
+        "msmarco",
+    ]
     assert main(argv) == 0
     first = (d / "run.tsv").read_text().splitlines()[0].split("\t")
     assert first[0] == "q0" and first[2] == "1"
@@ -112,8 +117,17 @@ def test_cli_glob_and_msmarco_format(data: dict) -> None:
 def test_saved_index_reloads_to_the_same_results(data: dict) -> None:
     d = data["dir"]
     base = ["--query_reps", str(d / "queries"), "--depth", "10", "--index_factory", "HNSW32"]
-    main([*base, "--passage_reps", str(d / "corpus"), "--save_ranking_to", str(d / "a.trec"),
-          "--save_index", str(d / "index")])  # fmt: skip
+    main(
+        [
+            *base,
+            "--passage_reps",
+            str(d / "corpus"),
+            "--save_ranking_to",
+            str(d / "a.trec"),
+            "--save_index",
+            str(d / "index"),
+        ]
+    )
     main([*base, "--load_index", str(d / "index"), "--save_ranking_to", str(d / "b.trec")])
     assert (d / "a.trec").read_text() == (d / "b.trec").read_text()
     index, ids = load_index(d / "index")
@@ -147,8 +161,16 @@ def test_dimension_mismatch(data: dict) -> None:
     d = data["dir"]
     save_embeddings(d / "short", ["x"], np.zeros((1, 8), dtype=np.float32), {})
     with pytest.raises(DataError, match="passage dimension 16 does not match query dimension 8"):
-        main(["--query_reps", str(d / "short"), "--passage_reps", str(d / "corpus"),
-              "--save_ranking_to", str(d / "run.trec")])  # fmt: skip
+        main(
+            [
+                "--query_reps",
+                str(d / "short"),
+                "--passage_reps",
+                str(d / "corpus"),
+                "--save_ranking_to",
+                str(d / "run.trec"),
+            ]
+        )
     assert not (d / "run.trec").exists()
 
 
@@ -165,8 +187,16 @@ def test_remove_query_from_results(tmp_path: Path) -> None:
     ids = ["a", "b", "c", "d", "e", "f"]
     save_embeddings(tmp_path / "corpus", ids, vectors, {})
     save_embeddings(tmp_path / "queries", ids[:2], vectors[:2], {})
-    argv = ["--query_reps", str(tmp_path / "queries"), "--passage_reps", str(tmp_path / "corpus"),
-            "--depth", "3", "--save_ranking_to", str(tmp_path / "run.trec")]  # fmt: skip
+    argv = [
+        "--query_reps",
+        str(tmp_path / "queries"),
+        "--passage_reps",
+        str(tmp_path / "corpus"),
+        "--depth",
+        "3",
+        "--save_ranking_to",
+        str(tmp_path / "run.trec"),
+    ]
     main(argv)
     kept = read_run(tmp_path / "run.trec")
     main([*argv, "--remove_query_from_results"])
@@ -179,9 +209,17 @@ def test_cli_leaves_no_partial_run_on_error(tmp_path: Path) -> None:
     vectors = _vectors(4, seed=4)
     save_embeddings(tmp_path / "corpus", ["a", "b", "c", "d"], vectors, {})
     save_embeddings(tmp_path / "queries", ["ok", "has space"], vectors[:2], {})
-    with pytest.raises(Exception, match="contains whitespace"):
-        main(["--query_reps", str(tmp_path / "queries"), "--passage_reps",
-              str(tmp_path / "corpus"), "--save_ranking_to", str(tmp_path / "run.trec")])  # fmt: skip
+    with pytest.raises(DensekitError, match="contains whitespace"):
+        main(
+            [
+                "--query_reps",
+                str(tmp_path / "queries"),
+                "--passage_reps",
+                str(tmp_path / "corpus"),
+                "--save_ranking_to",
+                str(tmp_path / "run.trec"),
+            ]
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "queries"]
 
 
@@ -190,6 +228,16 @@ def test_cli_flag_conflicts(data: dict) -> None:
     with pytest.raises(ConfigError):
         main(["--query_reps", str(d / "queries"), "--save_ranking_to", str(d / "r")])
     with pytest.raises(ConfigError):
-        main(["--query_reps", str(d / "queries"), "--passage_reps", str(d / "corpus"),
-              "--save_ranking_to", str(d / "r"), "--shard_by_shard",
-              "--save_index", str(d / "i")])  # fmt: skip
+        main(
+            [
+                "--query_reps",
+                str(d / "queries"),
+                "--passage_reps",
+                str(d / "corpus"),
+                "--save_ranking_to",
+                str(d / "r"),
+                "--shard_by_shard",
+                "--save_index",
+                str(d / "i"),
+            ]
+        )

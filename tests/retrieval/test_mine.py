@@ -91,8 +91,18 @@ def _write(tmp_path: Path, corpus_ids: list[str], query_ids: list[str]) -> list[
     )
     run = tmp_path / "run.trec"
     write_run(run, {q: list(docs.items()) for q, docs in RUN.items()})
-    return ["--run", str(run), "--qrels", str(qrels), "--corpus", str(corpus),
-            "--queries", str(queries), "--output", str(tmp_path / "train.jsonl")]  # fmt: skip
+    return [
+        "--run",
+        str(run),
+        "--qrels",
+        str(qrels),
+        "--corpus",
+        str(corpus),
+        "--queries",
+        str(queries),
+        "--output",
+        str(tmp_path / "train.jsonl"),
+    ]
 
 
 ALL_DOCS = ["a", "b", "c", "d", "e", "f", "n0", "p1", "p2", "x", "y", "z"]

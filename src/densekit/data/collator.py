@@ -16,25 +16,21 @@ def tokenize(
     append_eos: bool = False,
     pad_to_multiple_of: int | None = 8,
 ) -> BatchEncoding:
-    """Tokenize, truncate to ``max_len`` (EOS included when appended) and pad to a multiple."""
-    if not append_eos:
-        return tokenizer(
-            texts,
-            max_length=max_len,
-            truncation=True,
-            padding=True,
-            pad_to_multiple_of=pad_to_multiple_of,
-            return_tensors="pt",
-        )
+    """Tokenize, truncate to ``max_len`` (EOS included when appended) and pad to a multiple.
+
+    Padding is a separate step: the tokenizer refuses truncation to a length that is not a
+    multiple of ``pad_to_multiple_of`` (e.g. ``--p_max_len 156``) when asked to do both at once.
+    """
     encoded = tokenizer(
         texts,
-        max_length=max_len - 1,
+        max_length=max_len - 1 if append_eos else max_len,
         truncation=True,
         padding=False,
         return_attention_mask=False,
-        return_token_type_ids=False,
+        return_token_type_ids=False if append_eos else None,
     )
-    encoded["input_ids"] = [ids + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
+    if append_eos:
+        encoded["input_ids"] = [ids + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
     return tokenizer.pad(
         encoded,
         padding=True,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+import datasets
 from tqdm.auto import tqdm
 
 from densekit.atomic import atomic_open
@@ -38,6 +40,7 @@ class MineReport:
     queries_short_of_negatives: int = 0
 
     def lines(self) -> list[str]:
+        """One ``name: value`` line per counter, for the terminal."""
         return [f"{name}: {value}" for name, value in asdict(self).items()]
 
 
@@ -139,37 +142,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    qrels = load_qrels(args.qrels)
-    run = read_run(args.run)
-    negatives, report = mine_negatives(
-        run,
-        qrels,
-        range_min=args.range_min,
-        range_max=args.range_max,
-        negative_number=args.negative_number,
-        perc_pos=args.perc_pos if args.perc_pos > 0 else None,
-        seed=args.seed,
-        sample=args.sample,
-    )
-    queries = load_queries(args.queries)
+def write_training_file(
+    output: str | os.PathLike,
+    negatives: Mapping[str, list[str]],
+    qrels: Mapping[str, Mapping[str, int]],
+    queries: datasets.Dataset,
+    corpus: datasets.Dataset,
+    sources: tuple[str, str, str, str] = ("qrels", "run", "corpus", "queries"),
+) -> None:
+    """Write mined negatives as Tevatron-v1 jsonl (readable by Tevatron and FlagEmbedding too).
+
+    ``sources`` names the qrels, run, corpus and queries files in error messages.
+    """
+    qrels_name, run_name, corpus_name, queries_name = sources
     query_text = dict(zip(queries["query_id"], queries["text"], strict=True))
     missing = _unknown(list(negatives), query_text)
     if missing:
-        raise DataError(args.qrels, _describe(missing, f"queries {args.queries}"))
+        raise DataError(qrels_name, _describe(missing, f"queries {queries_name}"))
     positives = {qid: _positives(qrels[qid]) for qid in negatives}
-    corpus = load_corpus(args.corpus)
     row_of = {docid: row for row, docid in enumerate(corpus["docid"])}
     missing = _unknown([d for docs in positives.values() for d in docs], row_of)
     if missing:
-        raise DataError(args.qrels, _describe(missing, f"corpus {args.corpus}"))
+        raise DataError(qrels_name, _describe(missing, f"corpus {corpus_name}"))
     missing = _unknown([d for docs in negatives.values() for d in docs], row_of)
     if missing:
-        raise DataError(args.run, _describe(missing, f"corpus {args.corpus}"))
+        raise DataError(run_name, _describe(missing, f"corpus {corpus_name}"))
 
     qids = list(negatives)
-    with atomic_open(args.output, "w", encoding="utf-8") as handle:
+    with atomic_open(output, "w", encoding="utf-8") as handle:
         for start in tqdm(range(0, len(qids), _WRITE_CHUNK), desc="Writing", unit="chunk"):
             chunk = qids[start : start + _WRITE_CHUNK]
             rows = sorted({row_of[d] for q in chunk for d in positives[q] + negatives[q]})
@@ -188,6 +188,30 @@ def main(argv: list[str] | None = None) -> int:
                     "negative_passages": [passage[d] for d in negatives[qid]],
                 }
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    qrels = load_qrels(args.qrels)
+    run = read_run(args.run)
+    negatives, report = mine_negatives(
+        run,
+        qrels,
+        range_min=args.range_min,
+        range_max=args.range_max,
+        negative_number=args.negative_number,
+        perc_pos=args.perc_pos if args.perc_pos > 0 else None,
+        seed=args.seed,
+        sample=args.sample,
+    )
+    write_training_file(
+        args.output,
+        negatives,
+        qrels,
+        load_queries(args.queries),
+        load_corpus(args.corpus),
+        sources=(args.qrels, args.run, args.corpus, args.queries),
+    )
     with atomic_open(f"{args.output}.report.json", "w", encoding="utf-8") as handle:
         json.dump(asdict(report), handle, indent=2)
         handle.write("\n")

@@ -27,31 +27,40 @@ _MERGE_CHUNK = 1024
 def merge_topk(
     query_ids: Sequence[str],
     parts: Sequence[tuple[np.ndarray, np.ndarray]],
-    doc_ids: np.ndarray,
+    doc_ids: Sequence[str],
     depth: int,
     remove_query_ids: bool = False,
 ) -> Run:
     """One global top-``depth`` per query from per-index ``(scores, global row)`` results.
 
-    Rows of ``-1`` (an index returning fewer hits) are dropped. Ties are broken by docid so
-    the ranking does not depend on how the passages were split into shards.
+    Rows of ``-1`` (an index returning fewer hits) are dropped. Equal scores are ordered by
+    docid, so the ranking does not depend on how the passages were split into shards; only
+    the head of each list (plus anything tied with its last score) is sorted in Python.
     """
+    keep = depth + (1 if remove_query_ids else 0)
     run: Run = {}
-    qids = np.asarray(query_ids, dtype=str)
-    for start in range(0, len(qids), _MERGE_CHUNK):
+    for start in range(0, len(query_ids), _MERGE_CHUNK):
         stop = start + _MERGE_CHUNK
         scores = np.concatenate([part[0][start:stop] for part in parts], axis=1)
         rows = np.concatenate([part[1][start:stop] for part in parts], axis=1)
         valid = rows >= 0
-        names = doc_ids[np.where(valid, rows, 0)]
-        if remove_query_ids:
-            valid &= names != qids[start:stop, None]
-        order = np.lexsort((names, -np.where(valid, scores, -np.inf)), axis=-1)
-        for offset, qid in enumerate(qids[start:stop].tolist()):
-            ranked = order[offset][valid[offset, order[offset]]][:depth]
-            run[qid] = [
-                (str(names[offset, col]), float(scores[offset, col])) for col in ranked.tolist()
-            ]
+        order = np.argsort(np.where(valid, -scores, np.inf), axis=1, kind="stable")
+        ranked = np.take_along_axis(np.where(valid, scores, -np.inf), order, axis=1)
+        for offset, qid in enumerate(query_ids[start:stop]):
+            head = min(keep, int(valid[offset].sum()))
+            if head:
+                last = ranked[offset, head - 1]
+                head = int(np.searchsorted(-ranked[offset], -last, side="right"))
+            hits = sorted(
+                (
+                    (doc_ids[rows[offset, col]], float(scores[offset, col]))
+                    for col in order[offset, :head].tolist()
+                ),
+                key=lambda hit: (-hit[1], hit[0]),
+            )
+            if remove_query_ids:
+                hits = [hit for hit in hits if hit[0] != qid]
+            run[qid] = hits[:depth]
     return run
 
 
@@ -67,9 +76,7 @@ def search_index(
     """Search one index whose row positions map to ``doc_ids``."""
     extra = 1 if remove_query_ids else 0
     scores, rows = search(index, query_reps, depth + extra, batch_size)
-    return merge_topk(
-        query_ids, [(scores, rows)], np.asarray(doc_ids, dtype=str), depth, remove_query_ids
-    )
+    return merge_topk(query_ids, [(scores, rows)], doc_ids, depth, remove_query_ids)
 
 
 def search_shards(
@@ -101,7 +108,7 @@ def search_shards(
         )
         parts.append((scores, np.where(rows >= 0, rows + len(all_ids), -1)))
         all_ids.extend(ids)
-    return merge_topk(query_ids, parts, np.asarray(all_ids, dtype=str), depth, remove_query_ids)
+    return merge_topk(query_ids, parts, all_ids, depth, remove_query_ids)
 
 
 def _check_dims(dim: int, queries: np.ndarray, source: str | os.PathLike) -> None:

