@@ -51,12 +51,18 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--depth", type=int, default=100)
     p.add_argument("--batch_size", type=int, default=128, help="query batch, both sides")
+    p.add_argument(
+        "--big_batch",
+        type=int,
+        default=1024,
+        help="also time densekit search with this query batch (0: skip)",
+    )
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="20k docs, 200 queries, 2 rounds")
+    p.add_argument("--quick", action="store_true", help="20k docs, 400 queries, 2 rounds")
     args = p.parse_args()
     if args.quick:
-        args.docs, args.queries, args.rounds = 20_000, 200, 2
+        args.docs, args.queries, args.rounds = 20_000, 400, 2
     header("exact search: densekit Flat FAISS vs NumPy", args)
 
     rng = np.random.default_rng(args.seed)
@@ -80,10 +86,13 @@ def main() -> None:
     def run_search_index():  # what `densekit search` does: + docid mapping and merge_topk
         search_index(query_ids, queries, index, doc_ids, args.depth, args.batch_size)
 
-    times = alternate(
-        {"numpy": run_numpy, "densekit": run_densekit, "search_index": run_search_index},
-        args.rounds,
-    )
+    def run_big_batch():
+        results["big"] = search(index, queries, args.depth, args.big_batch)
+
+    fns = {"numpy": run_numpy, "densekit": run_densekit, "search_index": run_search_index}
+    if args.big_batch:
+        fns["big_batch"] = run_big_batch
+    times = alternate(fns, args.rounds)
     qps = {name: args.queries / median(t) for name, t in times.items()}
     print()
     print(f"{'system':<34} {'median s':>9} {'min..max s':>15} {'queries/s':>10}")
@@ -91,11 +100,17 @@ def main() -> None:
         "numpy": "numpy matmul+argpartition+sort",
         "densekit": "densekit build_index+search",
         "search_index": "densekit search_index (+ids)",
+        "big_batch": f"densekit search, batch {args.big_batch}",
     }
     for name, t in times.items():
         print(f"{labels[name]:<34} {median(t):9.3f} {spread(t):>15} {qps[name]:10.0f}")
     print(f"ratio densekit/numpy queries/s: {qps['densekit'] / qps['numpy']:.2f} (target >= 1.0)")
     print(f"ratio search_index/numpy queries/s: {qps['search_index'] / qps['numpy']:.2f}")
+    if args.big_batch:
+        print(
+            f"ratio densekit(batch {args.big_batch})/numpy queries/s: "
+            f"{qps['big_batch'] / qps['numpy']:.2f}"
+        )
 
     dk_scores, dk_ids = results["densekit"]
     np_scores, np_ids = results["numpy"]
@@ -109,6 +124,9 @@ def main() -> None:
         f"same set: {int(same_set.sum())}/{args.queries}; max |score diff| top-{args.depth}: "
         f"{diff:.2e}"
     )
+    if args.big_batch:
+        same_big = int(np.all(results["big"][1][:, :10] == dk_ids[:, :10], axis=1).sum())
+        print(f"batch {args.big_batch} vs batch {args.batch_size} top-10 identical: {same_big}")
     if not same_set.all():
         raise SystemExit("top-10 id sets differ between densekit and NumPy")
 

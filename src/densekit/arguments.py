@@ -241,7 +241,29 @@ def _parse_file(parser, path: str, check_hardware: bool):
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s): {', '.join(unknown)}")
-    return _to_dataclasses(values, check_hardware)
+    return _to_dataclasses(_coerce_numbers(values), check_hardware)
+
+
+def _coerce_numbers(values: dict) -> dict:
+    """YAML 1.1 reads ``1e-5`` (no dot) as a string: turn such strings into the field's number."""
+    import typing
+
+    hints: dict = {}
+    for dtype in PARSER_TYPES:
+        hints.update(typing.get_type_hints(dtype))
+    out = dict(values)
+    for key, value in values.items():
+        if not isinstance(value, str):
+            continue
+        kinds = typing.get_args(hints.get(key)) or (hints.get(key),)
+        for kind in (int, float):
+            if kind in kinds:
+                try:
+                    out[key] = kind(value)
+                    break
+                except ValueError:
+                    continue
+    return out
 
 
 def _to_dataclasses(values: dict, check_hardware: bool):

@@ -11,6 +11,7 @@ from densekit.errors import DensekitError
 COMMANDS = {
     "train": ("densekit.train", "train a bi-encoder (Tevatron/PaddleNLP/FlagEmbedding flags)"),
     "encode": ("densekit.encode", "embed queries or a corpus into .npy + ids"),
+    "index": ("densekit.retrieval.index", "build and save a FAISS index over passage vectors"),
     "search": ("densekit.retrieval.search", "FAISS search of query vectors over passage vectors"),
     "evaluate": ("densekit.evaluation.evaluate_cli", "run + qrels -> nDCG, MRR, recall, MAP, P"),
     "bm25": ("densekit.retrieval.bm25", "BM25 baseline run with bm25s"),

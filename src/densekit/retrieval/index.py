@@ -129,3 +129,36 @@ def search(
         scores[start : start + batch_size] = batch_scores
         indices[start : start + batch_size] = batch_indices
     return scores, indices
+
+
+def set_search_params(index: faiss.Index, params: str | None) -> None:
+    """Apply FAISS search-time parameters such as ``"nprobe=16"`` or ``"efSearch=128"``.
+
+    IVF indexes search only ``nprobe=1`` list by default, which costs recall; this is FAISS's own
+    ``ParameterSpace`` syntax, so any parameter FAISS knows for the index works.
+    """
+    if not params:
+        return
+    try:
+        faiss.ParameterSpace().set_index_parameters(index, params)
+    except RuntimeError as exc:
+        raise ConfigError(f"--search_params {params!r}: {_faiss_message(exc)}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``densekit index``: build a FAISS index over passage embeddings and save it for searches."""
+    import argparse
+
+    from densekit.retrieval.embeddings import load_embeddings
+
+    parser = argparse.ArgumentParser(prog="densekit index", description=main.__doc__)
+    parser.add_argument("--passage_reps", required=True, help="folder, shard-* folder, or glob")
+    parser.add_argument("--index_factory", default="Flat", help="FAISS factory string")
+    parser.add_argument("--train_sample", type=int, default=100_000, help="rows to train on")
+    parser.add_argument("--save_index", required=True, help="output folder")
+    args = parser.parse_args(argv)
+    ids, reps = load_embeddings(args.passage_reps)
+    index = build_index(reps, args.index_factory, train_sample=args.train_sample)
+    save_index(index, ids, args.save_index)
+    print(f"densekit index: {index.ntotal} vectors ({args.index_factory}) -> {args.save_index}")
+    return 0

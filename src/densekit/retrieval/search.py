@@ -17,10 +17,19 @@ from tqdm.auto import tqdm
 
 from densekit.errors import ConfigError, DataError
 from densekit.retrieval.embeddings import embedding_shards, load_embeddings
-from densekit.retrieval.index import build_index, load_index, save_index, search
+from densekit.retrieval.index import (
+    build_index,
+    load_index,
+    save_index,
+    search,
+    set_search_params,
+)
 from densekit.retrieval.trec import FORMATS, write_run
 
 Run = dict[str, list[tuple[str, float]]]
+# Extra hits fetched so that documents tied at the cut-off are chosen by docid, not by FAISS's
+# internal order: sharded and unsharded searches then agree even on exact ties.
+_TIE_MARGIN = 8
 _MERGE_CHUNK = 1024
 
 
@@ -74,7 +83,7 @@ def search_index(
     remove_query_ids: bool = False,
 ) -> Run:
     """Search one index whose row positions map to ``doc_ids``."""
-    extra = 1 if remove_query_ids else 0
+    extra = _TIE_MARGIN + (1 if remove_query_ids else 0)
     scores, rows = search(index, query_reps, depth + extra, batch_size)
     return merge_topk(query_ids, [(scores, rows)], doc_ids, depth, remove_query_ids)
 
@@ -87,12 +96,13 @@ def search_shards(
     index_factory: str = "Flat",
     batch_size: int = 128,
     remove_query_ids: bool = False,
+    search_params: str | None = None,
 ) -> Run:
     """Search each passage shard separately (only one in memory) and merge to a global top-k.
 
     With a Flat index the result equals searching all shards at once.
     """
-    extra = 1 if remove_query_ids else 0
+    extra = _TIE_MARGIN + (1 if remove_query_ids else 0)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     all_ids: list[str] = []
     seen: set[str] = set()
@@ -103,9 +113,9 @@ def search_shards(
                 raise DataError(str(spec), f"duplicate id {docid!r} (also in an earlier shard)")
             seen.add(docid)
         _check_dims(reps.shape[1], query_reps, spec)
-        scores, rows = search(
-            build_index(reps, index_factory), query_reps, depth + extra, batch_size
-        )
+        index = build_index(reps, index_factory)
+        set_search_params(index, search_params)
+        scores, rows = search(index, query_reps, depth + extra, batch_size)
         parts.append((scores, np.where(rows >= 0, rows + len(all_ids), -1)))
         all_ids.extend(ids)
     return merge_topk(query_ids, parts, all_ids, depth, remove_query_ids)
@@ -133,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--save_ranking_to", required=True)
     parser.add_argument("--index_factory", default="Flat", help="FAISS factory string")
+    parser.add_argument(
+        "--search_params", default=None, help='FAISS search parameters, e.g. "nprobe=16"'
+    )
     stored = parser.add_mutually_exclusive_group()
     stored.add_argument("--save_index", help="folder to keep the built index in")
     stored.add_argument("--load_index", help="folder of an index saved with --save_index")
@@ -172,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             args.index_factory,
             args.batch_size,
             args.remove_query_from_results,
+            args.search_params,
         )
     else:
         if args.load_index:
@@ -183,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             index = build_index(passage_reps, args.index_factory)
             if args.save_index:
                 save_index(index, doc_ids, args.save_index)
+        set_search_params(index, args.search_params)
         run = search_index(
             query_ids,
             query_reps,
