@@ -234,7 +234,7 @@ def _parse_file(parser, path: str, check_hardware: bool):
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(
             f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}"
-        )
+        ) from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of flag names to values")
     known = {f.name for dtype in PARSER_TYPES for f in dtype.__dataclass_fields__.values()}

@@ -30,7 +30,7 @@ def tokenize(
         return_token_type_ids=False if append_eos else None,
     )
     if append_eos:
-        encoded["input_ids"] = [ids + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
+        encoded["input_ids"] = [[*ids, tokenizer.eos_token_id] for ids in encoded["input_ids"]]
     return tokenizer.pad(
         encoded,
         padding=True,

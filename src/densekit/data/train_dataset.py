@@ -94,11 +94,27 @@ class TrainDataset(Dataset):
 
     def _check_ids_resolvable(self) -> None:
         texts = pc.list_flatten(self.records.data.column("pos"))
-        if len(texts) and pc.any(pc.is_null(pc.struct_field(texts, "text"))).as_py():
-            if self.corpus is None:
-                raise DataError(
-                    "training data", "passages are given by id only: pass --corpus_path"
-                )
+        if (
+            self.corpus is None
+            and len(texts)
+            and pc.any(pc.is_null(pc.struct_field(texts, "text"))).as_py()
+        ):
+            raise DataError("training data", "passages are given by id only: pass --corpus_path")
+        if self.corpus is not None:
+            self._check_ids_in_corpus()
+
+    def _check_ids_in_corpus(self) -> None:
+        """Every passage given only by id must be in the corpus: fail before training starts."""
+        columns = self.records.select_columns(["query_id", "pos", "neg"])
+        for start, batch in enumerate(columns.iter(batch_size=4096)):
+            for offset, qid in enumerate(batch["query_id"]):
+                for passage in batch["pos"][offset] + batch["neg"][offset]:
+                    if passage["text"] is None and passage["docid"] not in self.corpus:
+                        raise DataError(
+                            self.corpus.source,
+                            f"document id {passage['docid']!r} of training query {qid!r} "
+                            f"(record {start * 4096 + offset + 1}) is not in the corpus",
+                        )
 
     def _log_repairs(self) -> None:
         needed = self.group_size - 1

@@ -137,6 +137,13 @@ class DenseEncoder(nn.Module):
         if self.pooler is not None:
             self.pooler.load_state_dict(load_file(str(folder / POOLER_FILE)))
 
+    @classmethod
+    def from_model_args(cls, model_args, data_args=None) -> DenseEncoder:
+        """Trove's constructor: the encoder described by ``ModelArguments`` (and ``DataArguments``)."""
+        from densekit.modeling.factory import build_encoder
+
+        return build_encoder(model_args, data_args)
+
     @property
     def tied(self) -> bool:
         return self.passage_model is self.query_model
@@ -319,4 +326,13 @@ def _write_json(path: Path, value) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n")
 
 
-__all__ = ["CONFIG_NAME", "DenseEncoder", "EncoderOutput", "load_backbone", "load_tokenizer"]
+BiEncoderRetriever = DenseEncoder  # Trove's name for the same thing
+
+__all__ = [
+    "CONFIG_NAME",
+    "BiEncoderRetriever",
+    "DenseEncoder",
+    "EncoderOutput",
+    "load_backbone",
+    "load_tokenizer",
+]

@@ -164,16 +164,28 @@ class DistillationLoss(RetrievalLoss):
 
     def forward(self, q, p, teacher_scores=None):
         if teacher_scores is None:
-            raise ConfigError("loss distill needs pos_scores/neg_scores in every training row")
+            raise ConfigError(
+                f"loss {self.name} needs scores (pos_scores/neg_scores or graded labels) in every row"
+            )
         group = p.size(0) // q.size(0)
         student = torch.einsum("nd,ngd->ng", q, p.view(q.size(0), group, -1)) / self.temperature
         teacher = F.softmax(teacher_scores.float() / self.distil_temperature, dim=-1)
         return F.kl_div(F.log_softmax(student.float(), dim=-1), teacher, reduction="batchmean")
 
 
+@register("listwise")
+class ListwiseLoss(DistillationLoss):
+    """KL from the softmax of graded labels to the student's group softmax (multi-level data).
+
+    The same computation as ``distill`` with the qrels labels (``MultiLevelDataset``) in place
+    of a teacher's scores; ``distil_temperature`` sharpens or flattens the label distribution.
+    """
+
+
 __all__ = [
     "DistillationLoss",
     "InfoNCELoss",
+    "ListwiseLoss",
     "MatryoshkaLoss",
     "RetrievalLoss",
     "group_targets",
