@@ -131,7 +131,7 @@ def test_seed_command_parses(name):
 
 
 def test_tevatron_v1_values():
-    m, d, t = parse_train_args(
+    _, d, t = parse_train_args(
         _train_flags(SEED_COMMANDS["tevatron_v1_4gpu"]), check_hardware=False
     )
     assert d.dataset_path == "Tevatron/wikipedia-nq"

@@ -83,7 +83,7 @@ def test_append_eos_is_last_real_token(eos_tokenizer, side):
     texts = ["short", LONG, "a few more words"]
     encoding = tokenize(eos_tokenizer, texts, 12, append_eos=True)
     assert encoding["input_ids"].shape[1] % 8 == 0
-    expected = [ids + [eos_tokenizer.eos_token_id] for ids in _reference(eos_tokenizer, texts, 11)]
+    expected = [[*ids, eos_tokenizer.eos_token_id] for ids in _reference(eos_tokenizer, texts, 11)]
     assert _rows(encoding) == expected
     assert max(len(r) for r in _rows(encoding)) == 12  # EOS counts within max_len
     assert "attention_mask" in encoding

@@ -180,11 +180,20 @@ class DenseEncoder(nn.Module):
             p_reps=None if passage is None else self.encode_passage(passage),
         )
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None):
+    def activation_checkpointing_enable(
+        self,
+        activation_checkpointing_kwargs: dict | None = None,
+        every_n_layers: int = 1,
+        offload: bool = False,
+    ) -> None:
         """Called by the HF Trainer for ``--gradient_checkpointing``; non-reentrant suits DDP."""
-        kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
+        kwargs = activation_checkpointing_kwargs or {"use_reentrant": False}
         for model in {id(m): m for m in (self.query_model, self.passage_model)}.values():
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+            model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs=kwargs,
+                every_n_layers=every_n_layers,
+                offload=offload,
+            )
             if self.settings.fine_tune_type != "full" and hasattr(
                 model, "enable_input_require_grads"
             ):

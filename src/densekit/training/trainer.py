@@ -92,7 +92,9 @@ class RetrievalTrainer(Trainer):
             return super().training_step(model, inputs, num_items_in_batch) / self._loss_scale()
         model.train()
         inputs = self._prepare_inputs(inputs)
-        steps = self.current_gradient_accumulation_steps
+        steps = getattr(
+            self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps
+        )
         teacher = inputs.get("teacher_scores")
 
         def loss_and_backward(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
