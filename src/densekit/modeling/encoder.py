@@ -156,6 +156,11 @@ class DenseEncoder(nn.Module):
         inputs = {
             k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
         }
+        mask = batch["attention_mask"]
+        if bool((mask[:, 0] == 0).any()):
+            # Left padding: count positions from each row's first real token, so a text gets
+            # the same vector whichever side its batch was padded on.
+            inputs["position_ids"] = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
         hidden = model(**inputs, return_dict=True).last_hidden_state
         reps = pool(hidden, batch["attention_mask"], self.settings.pooling)
         if self.pooler is not None:

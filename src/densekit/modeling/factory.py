@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from densekit.arguments import DataArguments, ModelArguments
+from densekit.errors import ConfigError
 from densekit.modeling.encoder import DenseEncoder
 from densekit.modeling.finetune import apply_bitfit, wrap_lora
 
@@ -15,6 +16,17 @@ def build_encoder(
     model_kwargs = {}
     if model_args.attn_implementation:
         model_kwargs["attn_implementation"] = model_args.attn_implementation
+    if model_args.load_in_4bit:  # QLoRA: 4-bit frozen base, LoRA adapters in bf16 (GPU only)
+        if model_args.fine_tune_type != "lora":
+            raise ConfigError(
+                "--load_in_4bit needs --lora: 4-bit weights cannot be trained directly"
+            )
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
     encoder = DenseEncoder.from_pretrained(
         model_args.model_name_or_path,
         cache_dir=model_args.cache_dir,
@@ -42,8 +54,13 @@ def build_encoder(
         tied = encoder.tied
         towers = ("query_model",) if tied else ("query_model", "passage_model")
         for name in towers:
+            backbone = getattr(encoder, name)
+            if model_args.load_in_4bit:
+                from peft import prepare_model_for_kbit_training
+
+                backbone = prepare_model_for_kbit_training(backbone)
             wrapped = wrap_lora(
-                getattr(encoder, name),
+                backbone,
                 model_args.lora_r,
                 model_args.lora_alpha,
                 model_args.lora_dropout,
