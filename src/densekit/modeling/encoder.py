@@ -113,6 +113,7 @@ class DenseEncoder(nn.Module):
             passage_model = None
             if config.untie_encoder:
                 passage_model = load_backbone(path, cache_dir, **model_kwargs)
+        _clamp_lengths(config, query_model)
         if add_pooler and config.projection_out_dim is None:
             config.projection_out_dim = query_model.config.hidden_size
         pooler = None
@@ -312,6 +313,26 @@ class DenseEncoder(nn.Module):
                 "similarity_fn_name": "cosine" if cfg.normalize else "dot",
             },
         )
+
+
+def _clamp_lengths(settings: EncoderConfig, model: nn.Module) -> None:
+    """Cap max lengths at what the model's position table holds (else it crashes mid-batch)."""
+    config = getattr(model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    if not limit or getattr(config, "position_embedding_type", "absolute") != "absolute":
+        return
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limit -= 2  # their positions start after the padding index
+    for name in ("query_max_len", "passage_max_len"):
+        if getattr(settings, name) > limit:
+            logger.warning(
+                "%s %d exceeds the model's %d positions: using %d",
+                name,
+                getattr(settings, name),
+                limit,
+                limit,
+            )
+            setattr(settings, name, limit)
 
 
 def _split_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
