@@ -1,0 +1,63 @@
+"""A LoRA checkpoint encodes without merging, and identically after ``densekit merge-lora``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from densekit.cli import main as cli
+from densekit.retrieval.embeddings import load_embeddings
+from densekit.train import main as train_main
+
+
+def test_lora_checkpoint_encodes_identically_before_and_after_merge(
+    tiny_model, tiny_train, write_jsonl, tmp_path
+):
+    out = tmp_path / "lora"
+    flags = [
+        "--output_dir", str(out), "--model_name_or_path", tiny_model, "--dataset_path", tiny_train,
+        "--lora", "--lora_r", "4", "--pooling", "mean", "--normalize", "--train_group_size", "2",
+        "--per_device_train_batch_size", "4", "--max_steps", "3", "--learning_rate", "5e-2",
+    ]  # fmt: skip
+    assert train_main(flags) == 0
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    merged = tmp_path / "merged"
+    assert cli(["merge-lora", "--lora_name_or_path", str(out), "--output_dir", str(merged)]) == 0
+    assert (merged / "model.safetensors").is_file() and not (
+        merged / "adapter_config.json"
+    ).exists()
+
+    corpus = write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [{"_id": str(i), "text": f"document {i} on topic {i % 3}"} for i in range(9)],
+    )
+    vectors = {}
+    for name, model in (("base", tiny_model), ("lora", out), ("merged", merged)):
+        args = ["--model_name_or_path", str(model), "--dataset_path", str(corpus)]
+        assert (
+            cli(
+                [
+                    "encode",
+                    *args,
+                    "--encode_output_path",
+                    str(tmp_path / name),
+                    "--pooling",
+                    "mean",
+                    "--normalize",
+                ]
+            )
+            == 0
+        )
+        vectors[name] = load_embeddings(tmp_path / name)[1]
+    np.testing.assert_allclose(vectors["merged"], vectors["lora"], atol=1e-5)
+    assert not np.allclose(
+        vectors["lora"], vectors["base"], atol=1e-4
+    )  # training changed something
+
+
+def test_merge_refuses_a_folder_without_adapters(tiny_model, tmp_path, capsys):
+    assert (
+        cli(["merge-lora", "--lora_name_or_path", tiny_model, "--output_dir", str(tmp_path / "m")])
+        == 2
+    )
+    assert "no LoRA adapter" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
