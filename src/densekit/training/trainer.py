@@ -49,6 +49,8 @@ class RetrievalTrainer(Trainer):
         )
         if self.train_dataset is not None:
             self.add_callback(EpochCallback(self.train_dataset))
+        # Set by the training loop; set here too so a step can run outside ``train()``.
+        self.current_gradient_accumulation_steps = self.args.gradient_accumulation_steps
         if getattr(self.args, "grad_cache", False) and self.is_deepspeed_enabled:
             raise ConfigError("--grad_cache cannot be combined with --deepspeed")
 
@@ -92,9 +94,7 @@ class RetrievalTrainer(Trainer):
             return super().training_step(model, inputs, num_items_in_batch) / self._loss_scale()
         model.train()
         inputs = self._prepare_inputs(inputs)
-        steps = getattr(
-            self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps
-        )
+        steps = self.current_gradient_accumulation_steps
         teacher = inputs.get("teacher_scores")
 
         def loss_and_backward(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
