@@ -267,7 +267,7 @@ def test_unknown_docid_is_a_data_error(tmp_path, write_jsonl):
         tmp_path / "t.jsonl",
         [{"query": "q", "positive_document_ids": ["zzz"], "negative_document_ids": ["a"]}],
     )
-    with pytest.raises(DataError, match="'zzz'.* is not in the corpus") as info:
+    with pytest.raises(DataError, match=r"'zzz'.* is not in the corpus") as info:
         TrainDataset(load_train(train), 2, corpus=Corpus(load_corpus(corpus), str(corpus)))
     assert "c.jsonl" in str(info.value)
 

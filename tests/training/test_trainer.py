@@ -42,16 +42,21 @@ def _trainer(tiny_model, tokenizer, tiny_train, tmp_path, **overrides):
     return trainer, encoder, dataset, collator
 
 
-def test_drops_last_incomplete_batch(tiny_model, tokenizer, tiny_train, tmp_path):
-    trainer, _, dataset, _ = _trainer(tiny_model, tokenizer, tiny_train, tmp_path)
+def test_drops_last_incomplete_batch_and_trains(tiny_model, tokenizer, tiny_train, tmp_path):
+    trainer, encoder, dataset, _ = _trainer(tiny_model, tokenizer, tiny_train, tmp_path)
     assert len(dataset) == 16 and trainer.args.dataloader_drop_last
     batches = list(trainer.get_train_dataloader())
     assert len(batches) == 2  # 16 rows, batches of 6: the last 4 rows are dropped
     for batch in batches:
         assert batch["query"]["input_ids"].shape[0] == 6
         assert batch["passage"]["input_ids"].shape[0] == 18
+    before = {n: p.detach().clone() for n, p in encoder.named_parameters()}
     trainer.train()
     assert trainer.state.global_step == 2
+    changed = [n for n, p in encoder.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) > len(before) // 2
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)
 
 
 def test_compute_loss_is_infonce_on_encoder_vectors(tiny_model, tokenizer, tiny_train, tmp_path):
@@ -70,16 +75,6 @@ def test_compute_loss_is_infonce_on_encoder_vectors(tiny_model, tokenizer, tiny_
     torch.testing.assert_close(loss, expected)
 
 
-def test_training_updates_weights_and_logs_loss(tiny_model, tokenizer, tiny_train, tmp_path):
-    trainer, encoder, _, _ = _trainer(tiny_model, tokenizer, tiny_train, tmp_path)
-    before = {n: p.detach().clone() for n, p in encoder.named_parameters()}
-    trainer.train()
-    changed = [n for n, p in encoder.named_parameters() if not torch.equal(p, before[n])]
-    assert len(changed) > len(before) // 2
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    assert len(losses) == 2 and all(loss > 0 for loss in losses)
-
-
 def test_epoch_callback_sets_dataset_epoch(tiny_model, tokenizer, tiny_train, tmp_path):
     seen = []
 
@@ -89,7 +84,12 @@ def test_epoch_callback_sets_dataset_epoch(tiny_model, tokenizer, tiny_train, tm
             seen.append(self.dataset.epoch)
 
     trainer, _, dataset, _ = _trainer(
-        tiny_model, tokenizer, tiny_train, tmp_path, num_train_epochs=3
+        tiny_model,
+        tokenizer,
+        tiny_train,
+        tmp_path,
+        num_train_epochs=3,
+        per_device_train_batch_size=16,
     )
     trainer.add_callback(Recorder(dataset))
     trainer.train()
