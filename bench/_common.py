@@ -109,3 +109,8 @@ def load_texts():
     ]
     query_text = dict(zip(queries["query_id"], queries["text"], strict=True))
     return doc_ids, passages, query_text
+
+
+def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of time(a)/time(b) within the same round (same-moment load)."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))

@@ -26,7 +26,16 @@ import warnings
 import _common  # noqa: F401  (environment first)
 import numpy as np
 import torch
-from _common import DATA, alternate, header, load_texts, median, model_path, spread
+from _common import (
+    DATA,
+    alternate,
+    header,
+    load_texts,
+    median,
+    model_path,
+    paired_ratio,
+    spread,
+)
 
 from densekit.data.qrels import load_qrels
 from densekit.encode import encode_texts
@@ -151,6 +160,11 @@ def main() -> None:
         rate[name] = len(passages) / median(t)
         print(f"{name:<10} {median(t):9.2f} {spread(t):>15} {rate[name]:11.2f}")
     print(f"ratio densekit fp32 / ST fp32 passages/s: {rate['densekit'] / rate['st']:.3f}")
+    if args.rounds > 1:
+        print(
+            "ratio densekit fp32 / ST fp32, median of per-round ratios: "
+            f"{1 / paired_ratio(times, 'densekit', 'st'):.3f}"
+        )
     if "dk-bf16" in rate:
         print(f"ratio densekit bf16 / ST fp32 passages/s: {rate['dk-bf16'] / rate['st']:.3f}")
         print(f"ratio densekit bf16 / densekit fp32: {rate['dk-bf16'] / rate['densekit']:.3f}")

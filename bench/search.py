@@ -16,7 +16,7 @@ import time
 
 import _common  # noqa: F401  (sets TQDM_DISABLE before densekit imports tqdm)
 import numpy as np
-from _common import alternate, header, median, spread
+from _common import alternate, header, median, paired_ratio, spread
 
 from densekit.retrieval.index import build_index, search
 from densekit.retrieval.search import search_index
@@ -106,6 +106,10 @@ def main() -> None:
         print(f"{labels[name]:<34} {median(t):9.3f} {spread(t):>15} {qps[name]:10.0f}")
     print(f"ratio densekit/numpy queries/s: {qps['densekit'] / qps['numpy']:.2f} (target >= 1.0)")
     print(f"ratio search_index/numpy queries/s: {qps['search_index'] / qps['numpy']:.2f}")
+    print(
+        "queries/s ratio densekit/numpy, median of per-round ratios: "
+        f"{1 / paired_ratio(times, 'densekit', 'numpy'):.2f}"
+    )
     if args.big_batch:
         print(
             f"ratio densekit(batch {args.big_batch})/numpy queries/s: "

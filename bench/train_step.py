@@ -32,7 +32,16 @@ import warnings
 import _common  # noqa: F401  (environment first)
 import torch
 import torch.nn.functional as F
-from _common import DATA, alternate, header, load_texts, median, model_path, spread
+from _common import (
+    DATA,
+    alternate,
+    header,
+    load_texts,
+    median,
+    model_path,
+    paired_ratio,
+    spread,
+)
 
 from densekit.arguments import RetrievalTrainingArguments
 from densekit.data.collator import tokenize
@@ -319,6 +328,12 @@ def main() -> None:
     )
     if others:
         print(f"throughput ratios, fastest round each: {others}")
+    if args.steps == 1:
+        pairs = [("densekit", "plain"), ("densekit", "st"), ("dk-bf16", "st")]
+        paired = ", ".join(
+            f"{a}/{b} {paired_ratio(times, a, b):.3f}" for a, b in pairs if a in ms and b in ms
+        )
+        print(f"time ratios, median of per-round ratios (lower = densekit faster): {paired}")
 
 
 if __name__ == "__main__":

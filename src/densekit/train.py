@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import datasets
 from transformers import set_seed
 
 from densekit.arguments import (
@@ -49,8 +50,9 @@ def build_loss(model_args: ModelArguments, encoder: DenseEncoder) -> RetrievalLo
     )
 
 
-def build_dataset(data_args: DataArguments, encoder: DenseEncoder, seed: int) -> TrainDataset:
-    """Read, validate and wrap the training data (nothing is written anywhere)."""
+def read_training_data(data_args: DataArguments) -> tuple[datasets.Dataset, Corpus | None]:
+    """Read and validate the training records (and corpus): the first thing a run does, so bad
+    data fails in seconds, before a model is loaded or anything is written."""
     if data_args.dataset_path is None:
         raise ConfigError("no training data: pass --dataset_path (or --train_dir/--dataset_name)")
     records = load_train(
@@ -61,6 +63,17 @@ def build_dataset(data_args: DataArguments, encoder: DenseEncoder, seed: int) ->
     corpus = None
     if data_args.corpus_path:
         corpus = Corpus(load_corpus(data_args.corpus_path), source=data_args.corpus_path)
+    return records, corpus
+
+
+def build_dataset(
+    data_args: DataArguments,
+    encoder: DenseEncoder,
+    seed: int,
+    data: tuple[datasets.Dataset, Corpus | None] | None = None,
+) -> TrainDataset:
+    """Wrap the training records into groups with the encoder's prefixes."""
+    records, corpus = data if data is not None else read_training_data(data_args)
     return TrainDataset(
         records,
         group_size=data_args.train_group_size,
@@ -109,6 +122,7 @@ def train(
 ) -> RetrievalTrainer:
     """Build everything from the three argument objects, train, save; returns the trainer."""
     _check_output_dir(training_args)
+    data = read_training_data(data_args)
     set_seed(training_args.seed)
     encoder = build_encoder(model_args, data_args)
     tokenizer = load_tokenizer(
@@ -116,7 +130,7 @@ def train(
     )
     if encoder.settings.append_eos_token and tokenizer.eos_token_id is None:
         raise ConfigError("--append_eos_token: this tokenizer has no EOS token")
-    dataset = build_dataset(data_args, encoder, training_args.seed)
+    dataset = build_dataset(data_args, encoder, training_args.seed, data)
     collator = RetrievalCollator(
         tokenizer,
         query_max_len=encoder.settings.query_max_len,

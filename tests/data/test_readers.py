@@ -195,6 +195,10 @@ def _lines_with(bad_line: str) -> str:
         (json.dumps({"query": "q", "pos": ["p"], "pos_scores": ["high"]}), "list of numbers"),
         (json.dumps({**_GOOD, "query_id": "q1"}), "duplicate query_id 'q1'"),
         (json.dumps({"query": "q", "pos": ["p"], "prompt": 5}), "prompt must be a string"),
+        (
+            json.dumps({"query": "q", "positive_passages": [{"title": "t", "text": 7}]}),
+            "text in positive_passages must be a string",
+        ),
     ],
 )
 def test_bad_train_line_names_file_and_line(tmp_path, bad_line, problem):
@@ -224,6 +228,7 @@ def test_bad_line_in_second_file_of_folder(tmp_path, write_jsonl):
         (['{"_id": "d1", "text": "x"}', '{"text": "no id"}'], 2, "missing field _id"),
         (['{"_id": "d1", "text": "x"}', '{"_id": "d2", "text": "x"'], 2, "broken JSON"),
         (['{"_id": "d1", "title": "", "text": 5}'], 1, "text must be a string"),
+        (['{"_id": "d1", "title": "has a title", "text": 5}'], 1, "text must be a string"),
     ],
 )
 def test_bad_corpus_line(tmp_path, lines, line, problem):

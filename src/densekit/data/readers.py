@@ -196,6 +196,8 @@ def corpus_record(row: dict[str, Any] | list[str], path: Path, line: int) -> dic
         text = ""
     elif not title.strip():
         text = _require_text(text, "text", path, line)
+    elif not isinstance(text, str):
+        raise DataError(str(path), f"text must be a string, got {type(text).__name__}", line)
     return {"docid": _id_string(docid, "document id", path, line), "title": title, "text": text}
 
 
@@ -273,8 +275,12 @@ def _passage_list(value: Any, field: str, path: Path, line: int) -> list[dict[st
         elif isinstance(item, dict):
             title = item.get("title") or ""
             _, text = _pick(item, _DOC_TEXT_KEYS)
+            if not isinstance(title, str):
+                raise DataError(str(path), f"title in {field} must be a string", line)
             if not title.strip():
                 text = _require_text(text, f"text in {field}", path, line)
+            elif text is not None and not isinstance(text, str):
+                raise DataError(str(path), f"text in {field} must be a string", line)
             _, docid = _pick(item, _DOC_ID_KEYS)
             docid = None if docid is None else _id_string(docid, f"docid in {field}", path, line)
             out.append({"docid": docid, "title": title, "text": text or ""})
