@@ -37,6 +37,7 @@ _EXPORTS = {
     "RetrievalTrainer": "densekit.training.trainer",
     "encode_texts": "densekit.encode",
     "evaluate": "densekit.evaluation.metrics",
+    "IRMetrics": "densekit.evaluation.ir_metrics",
     "mine_negatives": "densekit.retrieval.mine",
     "bm25_run": "densekit.retrieval.bm25",
 }

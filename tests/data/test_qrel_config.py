@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from densekit import (
     BinaryDataset,
@@ -139,3 +140,47 @@ def test_trove_style_composition_trains(files, tiny_model, tmp_path):
     )
     result = trainer.train()
     assert result.global_step == 2 and result.training_loss > 0
+
+
+def test_ir_metrics_during_training_match_a_hand_ranking(files, tiny_model, tmp_path):
+    """Trove's pattern: eval groups scored by the trainer, IRMetrics batch by batch."""
+    import numpy as np
+
+    from densekit import DenseEncoder, IRMetrics
+    from densekit.modeling.encoder import load_tokenizer
+
+    data_args = DataArguments(train_group_size=3, query_max_len=16, passage_max_len=16)
+    model = DenseEncoder.from_pretrained(tiny_model, pooling="mean")
+    dataset = MultiLevelDataset(data_args, _config(files))
+    collator = RetrievalCollator(load_tokenizer(tiny_model), 16, 16)
+    args = RetrievalTrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        per_device_eval_batch_size=2,
+        batch_eval_metrics=True,
+        dataloader_drop_last=False,
+        report_to=[],
+    )
+    metrics = IRMetrics(k_values=[1, 3])
+    trainer = RetrievalTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        eval_dataset=dataset,
+        compute_metrics=metrics,
+        loss_fn=RetrievalLoss.create("listwise"),
+    )
+    result = trainer.evaluate()
+    # the same numbers by hand: score each group, rank, compute MRR@3 over graded labels >= 1
+    model.eval()
+    reciprocal = []
+    for index in range(len(dataset)):
+        batch = collator([dataset[index]])
+        with torch.no_grad():
+            q = model.encode_query(batch["query"])
+            p = model.encode_passage(batch["passage"])
+        order = np.argsort(-(q @ p.T)[0].numpy(), kind="stable")
+        labels = batch["teacher_scores"][0].numpy()[order]
+        hits = [rank for rank, label in enumerate(labels[:3], start=1) if label >= 1]
+        reciprocal.append(1.0 / hits[0] if hits else 0.0)
+    assert result["eval_mrr@3"] == pytest.approx(np.mean(reciprocal), abs=1e-6)
+    assert 0.0 <= result["eval_ndcg@1"] <= 1.0 and "eval_loss" in result

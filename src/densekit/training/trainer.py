@@ -120,6 +120,33 @@ class RetrievalTrainer(Trainer):
         )
         return loss * steps / self._loss_scale()
 
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ):
+        """Eval: the loss, each query's scores over its own group, and the group's labels.
+
+        Labels are the items' scores when given (graded labels, teacher scores), else 1 for the
+        positive and 0 for the negatives; ``IRMetrics`` turns them into nDCG, MRR and recall.
+        """
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            output = model(query=inputs["query"], passage=inputs["passage"])
+            q, p = output.q_reps, output.p_reps
+            loss = self.loss_fn(q, p, inputs.get("teacher_scores")).detach()
+            group = p.size(0) // q.size(0)
+            scores = torch.einsum("nd,ngd->ng", q, p.view(q.size(0), group, -1)).float()
+        if prediction_loss_only:
+            return loss, None, None
+        labels = inputs.get("teacher_scores")
+        if labels is None:
+            labels = torch.zeros_like(scores)
+            labels[:, 0] = 1.0
+        return loss, scores, labels
+
     # ------------------------------------------------------------------ saving and resuming
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
