@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from densekit.data.readers import iter_columns
 from densekit.errors import DataError
 
 
@@ -20,37 +21,22 @@ def load_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     """
     qrels: dict[str, dict[str, int]] = {}
     first_seen: dict[tuple[str, str], int] = {}
-    columns = 0
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if not columns:
-                columns = len(fields)
-                if columns not in (3, 4):
-                    raise DataError(
-                        path,
-                        f"expected 3 columns (BEIR: query-id corpus-id score) or 4 "
-                        f"(TREC: qid iter docid rel), found {columns}",
-                        number,
-                    )
-                if columns == 3 and not _is_int(fields[2]):
-                    continue  # the BEIR header line
-            if len(fields) != columns:
-                raise DataError(path, f"expected {columns} columns, found {len(fields)}", number)
-            qid, docid, score = fields[0], fields[-2], fields[-1]
-            if not _is_int(score):
-                raise DataError(path, f"relevance {score!r} is not an integer", number)
-            if (qid, docid) in first_seen:
-                raise DataError(
-                    path,
-                    f"duplicate judgment for query {qid!r} and document {docid!r} "
-                    f"(first on line {first_seen[qid, docid]})",
-                    number,
-                )
-            first_seen[qid, docid] = number
-            qrels.setdefault(qid, {})[docid] = int(score)
+    layouts = {3: "BEIR: query-id corpus-id score", 4: "TREC: qid iter docid rel"}
+    for number, fields in iter_columns(path, layouts):
+        if number == 1 and len(fields) == 3 and not _is_int(fields[2]):
+            continue  # the BEIR header line
+        qid, docid, score = fields[0], fields[-2], fields[-1]
+        if not _is_int(score):
+            raise DataError(path, f"relevance {score!r} is not an integer", number)
+        if (qid, docid) in first_seen:
+            raise DataError(
+                path,
+                f"duplicate judgment for query {qid!r} and document {docid!r} "
+                f"(first on line {first_seen[qid, docid]})",
+                number,
+            )
+        first_seen[qid, docid] = number
+        qrels.setdefault(qid, {})[docid] = int(score)
     if not qrels:
         raise DataError(path, "no relevance judgments in the file")
     return qrels

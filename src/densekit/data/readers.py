@@ -115,6 +115,32 @@ def iter_tsv(path: Path) -> Iterator[tuple[int, list[str]]]:
                 yield number, line.split("\t")
 
 
+def iter_columns(
+    path: str | os.PathLike, layouts: dict[int, str]
+) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line_number, fields)`` of a whitespace-separated file whose column count is one
+    of ``layouts`` (count -> description), fixed by its first line for the whole file."""
+    columns = 0
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if not columns:
+                columns = len(fields)
+                if columns not in layouts:
+                    forms = [f"{n} ({text})" for n, text in layouts.items()]
+                    forms[0] = forms[0].replace(" (", " columns (", 1)
+                    raise DataError(
+                        str(path), f"expected {' or '.join(forms)}, found {columns}", number
+                    )
+            if len(fields) != columns:
+                raise DataError(
+                    str(path), f"expected {columns} columns, found {len(fields)}", number
+                )
+            yield number, fields
+
+
 def _is_tsv(path: Path) -> bool:
     return path.name.endswith((".tsv", ".tsv.gz"))
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from densekit.atomic import atomic_open
+from densekit.data.readers import iter_columns
 from densekit.errors import DataError, DensekitError
 
 FORMATS = ("trec", "msmarco")
@@ -24,35 +25,20 @@ def read_run(path: str | os.PathLike) -> dict[str, dict[str, float]]:
     that are not numbers and a document listed twice for a query raise DataError.
     """
     run: dict[str, dict[str, float]] = {}
-    columns = 0
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if not columns:
-                columns = len(fields)
-                if columns not in (3, 6):
-                    raise DataError(
-                        path,
-                        f"expected 6 columns (TREC: qid Q0 docid rank score tag) or 3 "
-                        f"(MS MARCO: qid docid rank), found {columns}",
-                        number,
-                    )
-            if len(fields) != columns:
-                raise DataError(path, f"expected {columns} columns, found {len(fields)}", number)
-            if columns == 6:
-                qid, docid, score = fields[0], fields[2], _parse_score(fields[4], path, number)
-            else:
-                qid, docid = fields[0], fields[1]
-                try:
-                    score = -float(int(fields[2]))
-                except ValueError:
-                    raise DataError(path, f"rank {fields[2]!r} is not an integer", number) from None
-            docs = run.setdefault(qid, {})
-            if docid in docs:
-                raise DataError(path, f"document {docid!r} listed twice for query {qid!r}", number)
-            docs[docid] = score
+    layouts = {6: "TREC: qid Q0 docid rank score tag", 3: "MS MARCO: qid docid rank"}
+    for number, fields in iter_columns(path, layouts):
+        if len(fields) == 6:
+            qid, docid, score = fields[0], fields[2], _parse_score(fields[4], path, number)
+        else:
+            qid, docid = fields[0], fields[1]
+            try:
+                score = -float(int(fields[2]))
+            except ValueError:
+                raise DataError(path, f"rank {fields[2]!r} is not an integer", number) from None
+        docs = run.setdefault(qid, {})
+        if docid in docs:
+            raise DataError(path, f"document {docid!r} listed twice for query {qid!r}", number)
+        docs[docid] = score
     if not run:
         raise DataError(path, "no results in the run file")
     return run
