@@ -41,26 +41,9 @@ def _subprocess(cmd: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def llama(tmp_path_factory, tokenizer) -> str:
+def llama(tiny_decoder) -> str:
     """A tiny random LLaMA-style model standing in for Mistral-7B."""
-    from transformers import LlamaConfig, LlamaModel
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = type(tokenizer).from_pretrained(tokenizer.name_or_path)
-    tok.eos_token = "[SEP]"
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    LlamaModel(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
+    return tiny_decoder("llama")
 
 
 def test_tevatron_v1_four_gpus_cross_device(tiny_model, scifact_train, tmp_path):

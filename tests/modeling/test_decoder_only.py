@@ -14,34 +14,9 @@ from densekit.modeling.factory import build_encoder
 TEXTS = ["short one", "a somewhat longer text about proteins and receptors", "mid length text"]
 
 
-def _tiny_decoder(kind: str, folder, tokenizer) -> str:
-    from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
-
-    config_cls, model_cls = (
-        (LlamaConfig, LlamaModel) if kind == "llama" else (Qwen2Config, Qwen2Model)
-    )
-    config = config_cls(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    model_cls(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 @pytest.fixture(scope="module", params=["llama", "qwen2"])
-def decoder(request, tmp_path_factory, tokenizer) -> str:
-    tok = type(tokenizer).from_pretrained(tokenizer.name_or_path)
-    tok.eos_token = "[SEP]"  # stands in for a decoder's EOS; the test only needs an id
-    return _tiny_decoder(request.param, tmp_path_factory.mktemp(request.param), tok)
+def decoder(request, tiny_decoder) -> str:
+    return tiny_decoder(request.param)
 
 
 def _vectors(encoder, model_path, side, append_eos=True):
