@@ -96,6 +96,39 @@ def tiny_model(tmp_path_factory, tokenizer) -> str:
     return str(folder)
 
 
+def free_port() -> str:
+    """A free TCP port on the loopback interface, for a torch.distributed rendezvous."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+def run_launcher(cmd: list[str], timeout: float = 300) -> None:
+    """Run a launcher (torchrun, accelerate) in its own process group; on a time-out the whole
+    group is killed, so no worker outlives the test. Fails the test on a non-zero exit."""
+    import signal
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"timed out after {timeout}s: {' '.join(cmd)}")
+    assert proc.returncode == 0, err[-3000:]
+
+
 def make_tiny_decoder(kind: str, folder: Path, bert_tokenizer) -> str:
     """A random 2-layer LLaMA- or Qwen2-style model; the MiniLM tokenizer with [SEP] as EOS."""
     from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model

@@ -8,14 +8,12 @@ checked separately to give a clear error here). Every other flag is kept verbati
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port, run_launcher
 
 from densekit.cli import main as cli
 from densekit.train import main as train_main
@@ -23,21 +21,9 @@ from densekit.train import main as train_main
 SMALL = ["--max_steps", "2", "--save_steps", "20000", "--report_to", "none"]
 
 
-def _free_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
-
-
 def _finished(out: Path) -> None:
     assert (out / "densekit_config.json").is_file()
     assert (out / "model.safetensors").is_file() or (out / "adapter_config.json").is_file()
-
-
-def _subprocess(cmd: list[str]) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +40,8 @@ def test_tevatron_v1_four_gpus_cross_device(tiny_model, scifact_train, tmp_path)
         "--learning_rate 1e-5 --q_max_len 32 --p_max_len 156 --num_train_epochs 40 --negatives_x_device"
     ).split()
     launcher = [sys.executable, "-m", "torch.distributed.launch", "--nproc_per_node=2"]
-    port = ["--master_addr", "127.0.0.1", "--master_port", _free_port()]
-    _subprocess([*launcher, *port, "-m", "densekit.train", *seed, *SMALL])
+    port = ["--master_addr", "127.0.0.1", "--master_port", free_port()]
+    run_launcher([*launcher, *port, "-m", "densekit.train", *seed, *SMALL])
     _finished(out)
 
 
@@ -136,7 +122,7 @@ def test_accelerate_launch(tiny_model, scifact_train, tmp_path):
         "--per_device_train_batch_size 4 --train_group_size 2"
     ).split()
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1"]
-    _subprocess([*launcher, "-m", "densekit.train", *args, *SMALL])
+    run_launcher([*launcher, "-m", "densekit.train", *args, *SMALL])
     _finished(out)
 
 

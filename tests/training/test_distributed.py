@@ -8,14 +8,12 @@ other dropout masks than one.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port, run_launcher
 from safetensors.torch import load_file
 
 from densekit.train import main as train_main
@@ -81,14 +79,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
-def _free_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
-
-
 def _torchrun(args: list[str], out: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [
         sys.executable,
         "-m",
@@ -98,13 +89,12 @@ def _torchrun(args: list[str], out: Path) -> None:
         "--master_addr",
         "127.0.0.1",
         "--master_port",
-        _free_port(),
+        free_port(),
         "-m",
         "densekit.train",
         *args,
     ]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_launcher(cmd)
     assert (out / "densekit_config.json").is_file()
 
 
