@@ -61,10 +61,10 @@ class RecipeConfig:
     model: str | None = None
     dev_size: int = 200
     seed: int = 2026
-    epochs: float = 2.0
+    epochs: float = 1.0
     batch_size: int = 32
     group_size: int = 4
-    learning_rate: float = 3e-5
+    learning_rate: float = 5e-5
     temperature: float = 0.05
     query_max_len: int = 64
     passage_max_len: int = 256

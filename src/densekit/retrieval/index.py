@@ -102,7 +102,7 @@ def search(
     index: faiss.Index,
     queries: np.ndarray,
     depth: int,
-    batch_size: int = 128,
+    batch_size: int = 1024,
     source: str = "query embeddings",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``depth`` scores and row positions per query (``-1`` where the index had fewer hits).

@@ -79,7 +79,7 @@ def search_index(
     index: faiss.Index,
     doc_ids: Sequence[str],
     depth: int,
-    batch_size: int = 128,
+    batch_size: int = 1024,
     remove_query_ids: bool = False,
 ) -> Run:
     """Search one index whose row positions map to ``doc_ids``."""
@@ -94,7 +94,7 @@ def search_shards(
     shard_specs: Sequence[str | os.PathLike],
     depth: int,
     index_factory: str = "Flat",
-    batch_size: int = 128,
+    batch_size: int = 1024,
     remove_query_ids: bool = False,
     search_params: str | None = None,
 ) -> Run:
@@ -140,7 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="passage embedding folder, folder of shard-* folders, or a quoted glob of folders",
     )
     parser.add_argument("--depth", type=int, default=100)
-    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=1024,
+        help="queries per FAISS call (large batches use BLAS best)",
+    )
     parser.add_argument("--save_ranking_to", required=True)
     parser.add_argument("--index_factory", default="Flat", help="FAISS factory string")
     parser.add_argument(
