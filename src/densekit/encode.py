@@ -12,13 +12,13 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from densekit.data.collator import tokenize
 from densekit.data.qrels import load_qrels
 from densekit.data.readers import load_corpus, load_queries
 from densekit.data.train_dataset import format_passage
@@ -27,6 +27,38 @@ from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.retrieval.embeddings import save_embeddings
 
 logger = logging.getLogger("densekit.encode")
+
+
+def _length_sorted_batches(
+    tokenizer, texts: list[str], order: np.ndarray, max_len: int, append_eos: bool, batch_size: int
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Padded batches of ``texts`` (rows given by ``order``) sorted by token count.
+
+    Texts come pre-sorted by characters; each window of 64 batches is tokenized once and
+    re-sorted by tokens, which removes most of the padding left by the character sort while
+    holding only one window of token ids in memory.
+    """
+    window = batch_size * 64
+    for start in range(0, len(order), window):
+        rows = order[start : start + window]
+        ids = tokenizer(
+            [texts[i] for i in rows],
+            max_length=max_len - 1 if append_eos else max_len,
+            truncation=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        if append_eos:
+            ids = [[*row, tokenizer.eos_token_id] for row in ids]
+        by_length = np.argsort([-len(row) for row in ids], kind="stable")
+        for first in range(0, len(rows), batch_size):
+            chosen = by_length[first : first + batch_size]
+            batch = tokenizer.pad(
+                {"input_ids": [ids[i] for i in chosen]},
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+            yield rows[chosen], dict(batch)
 
 
 def encode_texts(
@@ -39,7 +71,7 @@ def encode_texts(
     bf16: bool = False,
     progress: bool = True,
 ) -> np.ndarray:
-    """Vectors for ``texts`` in their given order (float32), batched longest-first."""
+    """Vectors for ``texts`` in their given order (float32), batched by length, longest first."""
     settings = encoder.settings
     max_len = max_len or (settings.query_max_len if is_query else settings.passage_max_len)
     order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -49,16 +81,15 @@ def encode_texts(
     )
     out: np.ndarray | None = None
     encoder.eval()
-    starts = range(0, len(texts), batch_size)
-    bar = tqdm(
-        starts, desc="queries" if is_query else "passages", unit="batch", disable=not progress
+    batches = _length_sorted_batches(
+        tokenizer, texts, order, max_len, settings.append_eos_token, batch_size
     )
+    total = -(-len(texts) // batch_size)
+    desc = "queries" if is_query else "passages"
     with torch.inference_mode(), autocast:
-        for start in bar:
-            rows = order[start : start + batch_size]
-            batch = tokenize(
-                tokenizer, [texts[i] for i in rows], max_len, settings.append_eos_token, None
-            )
+        for rows, batch in tqdm(
+            batches, desc=desc, unit="batch", total=total, disable=not progress
+        ):
             reps = encoder.encode({k: v.to(device) for k, v in batch.items()}, is_query=is_query)
             reps = reps.float().cpu().numpy()
             if out is None:
