@@ -61,3 +61,36 @@ def test_merge_refuses_a_folder_without_adapters(tiny_model, tmp_path, capsys):
     )
     assert "no LoRA adapter" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_lora_training_continues_from_a_saved_adapter(tiny_model, tiny_train, tmp_path):
+    import torch
+
+    from densekit.arguments import DataArguments, ModelArguments
+    from densekit.data.collator import tokenize
+    from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+    from densekit.modeling.factory import build_encoder
+
+    out = tmp_path / "lora"
+    flags = [
+        "--output_dir", str(out), "--model_name_or_path", tiny_model, "--dataset_path", tiny_train,
+        "--lora", "--pooling", "mean", "--train_group_size", "2",
+        "--per_device_train_batch_size", "4", "--max_steps", "2", "--learning_rate", "5e-2",
+    ]  # fmt: skip
+    assert train_main(flags) == 0
+    args = ModelArguments(
+        model_name_or_path=tiny_model, pooling="mean", lora=True, lora_name_or_path=str(out)
+    )
+    resumed = build_encoder(args, DataArguments()).eval()
+    trainable = [n for n, p in resumed.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    saved = DenseEncoder.from_pretrained(str(out)).eval()
+    batch = dict(tokenize(load_tokenizer(tiny_model), ["a query about topic 3"], 16))
+    with torch.no_grad():
+        torch.testing.assert_close(resumed.encode(batch, True), saved.encode(batch, True))
+
+
+def test_losses_command_lists_the_registry(capsys):
+    assert cli(["losses"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["distill", "infonce", "listwise", "matryoshka"]
