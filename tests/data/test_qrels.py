@@ -9,9 +9,7 @@ import pytest
 from densekit.data.qrels import load_qrels
 from densekit.errors import DataError
 
-SCIFACT = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact" / "qrels" / "train.tsv"
-)
+SCIFACT = Path(__file__).resolve().parents[2] / "data" / "scifact" / "qrels" / "train.tsv"
 
 
 def _write(tmp_path, text, name="qrels.tsv"):
@@ -30,11 +28,11 @@ def test_trec_qrels_without_header(tmp_path):
     assert load_qrels(path) == {"301": {"FBIS3-10082": 1, "FBIS3-10169": 0}, "302": {"FT921-1": -1}}
 
 
-@pytest.mark.skipif(not SCIFACT.exists(), reason="shared SciFact data not present")
 def test_reads_scifact_train_qrels():
     qrels = load_qrels(SCIFACT)
     assert qrels["0"] == {"31715818": 1}
     assert all(score == 1 for docs in qrels.values() for score in docs.values())
+    assert len(qrels) == 809 and sum(len(d) for d in qrels.values()) == 919
 
 
 @pytest.mark.parametrize(
