@@ -14,6 +14,10 @@ COMMANDS = {
     "index": ("densekit.retrieval.index", "build and save a FAISS index over passage vectors"),
     "search": ("densekit.retrieval.search", "FAISS search of query vectors over passage vectors"),
     "evaluate": ("densekit.evaluation.evaluate_cli", "run + qrels -> nDCG, MRR, recall, MAP, P"),
+    "evaluate-checkpoints": (
+        "densekit.evaluate_checkpoints",
+        "score every checkpoint of a run (PaddleNLP --evaluate_all)",
+    ),
     "bm25": ("densekit.retrieval.bm25", "BM25 baseline run with bm25s"),
     "mine": ("densekit.retrieval.mine", "hard negatives from a run into a training file"),
     "recipe": ("densekit.recipe", "end-to-end recipes (scifact)"),
@@ -36,7 +40,7 @@ def run_guarded(main: Callable[[list[str] | None], int], argv: list[str] | None 
 
 def _usage() -> str:
     lines = ["usage: densekit <command> [flags]   (densekit <command> --help)", "", "commands:"]
-    lines += [f"  {name:<11} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name:<20} {text}" for name, (_, text) in COMMANDS.items()]
     return "\n".join(lines)
 
 

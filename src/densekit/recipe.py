@@ -22,15 +22,12 @@ from densekit.arguments import DataArguments, ModelArguments, RetrievalTrainingA
 from densekit.atomic import atomic_open
 from densekit.data.qrels import load_qrels
 from densekit.data.readers import load_corpus, load_queries
-from densekit.data.train_dataset import format_passage
-from densekit.encode import encode_texts
 from densekit.errors import ConfigError
 from densekit.evaluation.metrics import evaluate
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+from densekit.pipeline import dense_run
 from densekit.retrieval.bm25 import bm25_run
-from densekit.retrieval.index import build_index
 from densekit.retrieval.mine import mine_negatives, write_training_file
-from densekit.retrieval.search import search_index
 from densekit.retrieval.trec import write_run
 from densekit.train import train
 
@@ -112,28 +109,6 @@ def _subset_corpus(
     return corpus.select(sorted(chosen))
 
 
-def _dense_run(
-    encoder: DenseEncoder,
-    tokenizer,
-    corpus: datasets.Dataset,
-    queries: datasets.Dataset,
-    depth: int,
-    bf16: bool,
-) -> dict[str, list[tuple[str, float]]]:
-    settings = encoder.settings
-    passages = [
-        format_passage(t, x, " ", settings.passage_prefix)
-        for t, x in zip(corpus["title"], corpus["text"], strict=True)
-    ]
-    doc_vectors = encode_texts(encoder, tokenizer, passages, is_query=False, bf16=bf16)
-    query_texts = [settings.query_prefix + t for t in queries["text"]]
-    query_vectors = encode_texts(encoder, tokenizer, query_texts, is_query=True, bf16=bf16)
-    index = build_index(doc_vectors)
-    return search_index(
-        list(queries["query_id"]), query_vectors, index, list(corpus["docid"]), depth
-    )
-
-
 def _as_scores(run: dict[str, list[tuple[str, float]]]) -> dict[str, dict[str, float]]:
     return {q: dict(hits) for q, hits in run.items()}
 
@@ -183,7 +158,7 @@ def run_scifact(config: RecipeConfig) -> dict[str, dict[str, float]]:
         )
         tokenizer = load_tokenizer(base_path)
         both = datasets.concatenate_datasets([dev_queries, train_queries])
-        zero_shot = _dense_run(encoder, tokenizer, corpus, both, 100, config.bf16)
+        zero_shot = dense_run(encoder, tokenizer, corpus, both, 100, config.bf16)
     record(
         "zero-shot",
         {q: zero_shot[q] for q in dev_qrels if q in zero_shot},
@@ -228,7 +203,7 @@ def run_scifact(config: RecipeConfig) -> dict[str, dict[str, float]]:
         train(model_args, data_args, training_args)
     with watch.stage("fine-tuned search"):
         tuned = DenseEncoder.from_pretrained(str(model_dir))
-        tuned_run = _dense_run(
+        tuned_run = dense_run(
             tuned, load_tokenizer(str(model_dir)), corpus, dev_queries, 100, config.bf16
         )
     stages = ("mine", "fine-tune", "fine-tuned search")
