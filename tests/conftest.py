@@ -129,6 +129,28 @@ def run_launcher(cmd: list[str], timeout: float = 300) -> None:
     assert proc.returncode == 0, err[-3000:]
 
 
+def encode_and_search(
+    model: str, corpus: Path, queries: Path, qrels: Path, folder: Path, depth: int = 10
+) -> Path:
+    """The file-based path through the command line: encode the corpus, encode the judged
+    queries, search; returns the run file (vectors are in ``folder/c`` and ``folder/q``)."""
+    from densekit.cli import main as cli
+
+    def encode(data: Path, out: str, *flags: str) -> None:
+        argv = ["encode", "--model_name_or_path", str(model), "--dataset_path", str(data)]
+        assert (
+            cli([*argv, "--encode_output_path", str(folder / out), "--batch_size", "7", *flags])
+            == 0
+        )
+
+    encode(corpus, "c")
+    encode(queries, "q", "--encode_is_query", "--qrels", str(qrels))
+    run = folder / "run.trec"
+    reps = ["--query_reps", str(folder / "q"), "--passage_reps", str(folder / "c")]
+    assert cli(["search", *reps, "--depth", str(depth), "--save_ranking_to", str(run)]) == 0
+    return run
+
+
 def make_tiny_decoder(kind: str, folder: Path, bert_tokenizer) -> str:
     """A random 2-layer LLaMA- or Qwen2-style model; the MiniLM tokenizer with [SEP] as EOS."""
     from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model

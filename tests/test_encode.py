@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import encode_and_search
 
 from densekit.cli import main as cli
 from densekit.data.qrels import load_qrels
@@ -78,34 +79,12 @@ def test_encode_matches_the_encoder_text_by_text(tiny_model, slice_dir, tmp_path
 
 
 def test_encode_search_evaluate_end_to_end(tiny_model, slice_dir, tmp_path):
-    assert _encode(tiny_model, slice_dir / "corpus.jsonl", tmp_path / "c") == 0
-    assert (
-        _encode(
-            tiny_model,
-            slice_dir / "queries.jsonl",
-            tmp_path / "q",
-            "--encode_is_query",
-            "--qrels",
-            str(slice_dir / "qrels.tsv"),
-        )
-        == 0
-    )
-    run_file = tmp_path / "run.trec"
-    assert (
-        cli(
-            [
-                "search",
-                "--query_reps",
-                str(tmp_path / "q"),
-                "--passage_reps",
-                str(tmp_path / "c"),
-                "--depth",
-                "10",
-                "--save_ranking_to",
-                str(run_file),
-            ]
-        )
-        == 0
+    run_file = encode_and_search(
+        tiny_model,
+        slice_dir / "corpus.jsonl",
+        slice_dir / "queries.jsonl",
+        slice_dir / "qrels.tsv",
+        tmp_path,
     )
     run = read_run(run_file)
     qids, qv = load_embeddings(tmp_path / "q")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import encode_and_search
 
 from densekit.cli import main as cli
 from densekit.train import main as train_main
@@ -42,47 +43,7 @@ def test_every_checkpoint_and_the_final_model_are_scored(
     assert list(scores) == ["checkpoint-2", "checkpoint-4", "final"]
 
     # the same number through the file-based commands for checkpoint-2
-    ckpt = run_dir / "checkpoint-2"
-    assert (
-        cli(
-            [
-                "encode",
-                "--model_name_or_path",
-                str(ckpt),
-                "--dataset_path",
-                str(corpus),
-                "--encode_output_path",
-                str(tmp_path / "c"),
-            ]
-        )
-        == 0
-    )
-    q_flags = [
-        "--encode_is_query",
-        "--qrels",
-        str(qrels),
-        "--encode_output_path",
-        str(tmp_path / "q"),
-    ]
-    assert (
-        cli(["encode", "--model_name_or_path", str(ckpt), "--dataset_path", str(queries), *q_flags])
-        == 0
-    )
-    run = tmp_path / "run.trec"
-    assert (
-        cli(
-            [
-                "search",
-                "--query_reps",
-                str(tmp_path / "q"),
-                "--passage_reps",
-                str(tmp_path / "c"),
-                "--save_ranking_to",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    run = encode_and_search(str(run_dir / "checkpoint-2"), corpus, queries, qrels, tmp_path)
     out = tmp_path / "m.json"
     assert (
         cli(
