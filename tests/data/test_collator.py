@@ -106,3 +106,12 @@ def test_teacher_scores_batched(tokenizer):
     ]
     batch = RetrievalCollator(tokenizer)(items)
     assert torch.equal(batch["teacher_scores"], torch.tensor([[1.0, 0.5], [2.0, 0.0]]))
+
+
+def test_teacher_scores_and_graded_labels_stay_apart(tokenizer):
+    teacher = [{"query": "a", "passages": ["p", "n"], "scores": [0.7, 0.2]}]
+    graded = [{"query": "a", "passages": ["p", "n"], "labels": [2.0, 0.0]}]
+    batch = RetrievalCollator(tokenizer)(teacher)
+    assert "labels" not in batch and batch["teacher_scores"].tolist() == [pytest.approx([0.7, 0.2])]
+    batch = RetrievalCollator(tokenizer)(graded)
+    assert "teacher_scores" not in batch and batch["labels"].tolist() == [[2.0, 0.0]]

@@ -101,10 +101,10 @@ def test_multi_level_dataset_keeps_graded_labels(files):
     args = DataArguments(train_group_size=2)
     top = MultiLevelDataset(args, _config(files), data_args_overrides={"group_size": 3})
     item = top[top.qids.index("q0")]
-    assert item["scores"] == [3.0, 2.0, 1.0]
+    assert item["labels"] == [3.0, 2.0, 1.0]
     assert item["passages"][0] == "title 0 text of doc 0"
     padded = top[top.qids.index("q2")]
-    assert padded["scores"] == [0.0, 0.0, 0.0] and len(padded["passages"]) == 3
+    assert padded["labels"] == [0.0, 0.0, 0.0] and len(padded["passages"]) == 3
     rand = MultiLevelDataset(
         args,
         _config(files),
@@ -114,8 +114,8 @@ def test_multi_level_dataset_keeps_graded_labels(files):
     for epoch in range(12):
         rand.set_epoch(epoch)
         row = rand[rand.qids.index("q0")]
-        assert row["scores"] == sorted(row["scores"], reverse=True)
-        seen.add(tuple(row["scores"]))
+        assert row["labels"] == sorted(row["labels"], reverse=True)
+        seen.add(tuple(row["labels"]))
     assert len(seen) > 1
 
 
@@ -179,7 +179,7 @@ def test_ir_metrics_during_training_match_a_hand_ranking(files, tiny_model, tmp_
             q = model.encode_query(batch["query"])
             p = model.encode_passage(batch["passage"])
         order = np.argsort(-(q @ p.T)[0].numpy(), kind="stable")
-        labels = batch["teacher_scores"][0].numpy()[order]
+        labels = batch["labels"][0].numpy()[order]
         hits = [rank for rank, label in enumerate(labels[:3], start=1) if label >= 1]
         reciprocal.append(1.0 / hits[0] if hits else 0.0)
     assert result["eval_mrr@3"] == pytest.approx(np.mean(reciprocal), abs=1e-6)

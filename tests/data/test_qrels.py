@@ -9,7 +9,7 @@ import pytest
 from densekit.data.qrels import load_qrels
 from densekit.errors import DataError
 
-SCIFACT = Path(__file__).resolve().parents[2] / "data" / "scifact" / "qrels" / "train.tsv"
+SCIFACT = Path(__file__).resolve().parents[2] / "src/densekit/bundled_data/scifact/qrels/train.tsv"
 
 
 def _write(tmp_path, text, name="qrels.tsv"):

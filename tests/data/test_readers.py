@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from densekit.data.formatting import TextFormat
 from densekit.data.readers import load_corpus, load_queries, load_train
 from densekit.data.train_dataset import Corpus, TrainDataset
 from densekit.errors import DataError
@@ -82,7 +83,10 @@ def test_tevatron_v2_id_form_resolved_against_corpus(tmp_path, write_jsonl):
     with pytest.raises(DataError, match="corpus_path"):
         TrainDataset(table, group_size=3)
     dataset = TrainDataset(
-        table, group_size=3, corpus=Corpus(load_corpus(corpus_path)), passage_field_separator=" | "
+        table,
+        group_size=3,
+        corpus=Corpus(load_corpus(corpus_path)),
+        text_format=TextFormat(passage_field_separator=" | "),
     )
     item = dataset[0]
     assert item["query"] == "letters"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from densekit.data.formatting import TextFormat
 from densekit.data.readers import load_corpus, load_train
-from densekit.data.train_dataset import Corpus, TrainDataset, format_passage
+from densekit.data.train_dataset import Corpus, TrainDataset
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +108,7 @@ def test_title_text_separator_and_prefixes(tmp_path, write_jsonl):
     dataset = TrainDataset(
         load_train(write_jsonl(tmp_path / "t.jsonl", rows)),
         group_size=2,
-        query_prefix="query: ",
-        passage_prefix="passage: ",
-        passage_field_separator=" [SEP] ",
+        text_format=TextFormat("query: ", "passage: ", " [SEP] "),
     )
     item = dataset[0]
     assert item["query"] == "query: what is a cat"
@@ -117,10 +116,11 @@ def test_title_text_separator_and_prefixes(tmp_path, write_jsonl):
 
 
 def test_format_passage_drops_empty_parts():
-    assert format_passage("T", "body", " | ") == "T | body"
-    assert format_passage("", "body", " | ") == "body"
-    assert format_passage("T", "", " | ", "p: ") == "p: T"
-    assert format_passage(None, "body", " | ", "p: ") == "p: body"
+    plain, prefixed = TextFormat(passage_field_separator=" | "), TextFormat("", "p: ", " | ")
+    assert plain.format_passage("body", "T") == "T | body"
+    assert plain.format_passage("body", "") == "body"
+    assert prefixed.format_passage("", "T") == "p: T"
+    assert prefixed.format_passage("body", None) == "p: body"
 
 
 def test_prompt_field_overrides_query_prefix(tmp_path, write_jsonl):
@@ -129,7 +129,9 @@ def test_prompt_field_overrides_query_prefix(tmp_path, write_jsonl):
         {"query": "no prompt", "pos": ["p2"]},
     ]
     dataset = TrainDataset(
-        load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=1, query_prefix="query: "
+        load_train(write_jsonl(tmp_path / "t.jsonl", rows)),
+        group_size=1,
+        text_format=TextFormat(query_prefix="query: "),
     )
     assert dataset[0]["query"] == "Instruct: find it. Query: with prompt"
     assert dataset[1]["query"] == "query: no prompt"

@@ -102,7 +102,21 @@ def test_relevance_threshold_must_be_positive():
         evaluate({}, {"q": {"a": 1}}, ["p@1"], relevance_threshold=0)
 
 
-def test_format_table_lists_every_metric():
-    table = format_table({"ndcg@10": 0.5, "recall@100": 0.25})
-    assert "ndcg@10     0.5000" in table
-    assert "recall@100  0.2500" in table
+def test_format_table_plain_and_markdown():
+    rows = {
+        "bm25": {"ndcg@10": 0.5, "seconds": 12.4},
+        "dense model": {"ndcg@10": 0.25, "seconds": 3},
+    }
+    plain = format_table(rows, ["ndcg@10", "seconds"]).splitlines()
+    assert plain[0].split() == ["system", "ndcg@10", "seconds"]
+    assert plain[2].split() == ["bm25", "0.5000", "12"]
+    assert plain[3] == "dense model   0.2500        3"
+    markdown = format_table(rows, ["ndcg@10"], label="run", markdown=True).splitlines()
+    assert markdown == [
+        "| run | ndcg@10 |",
+        "|---|---|",
+        "| bm25 | 0.5000 |",
+        "| dense model | 0.2500 |",
+    ]
+    table = format_table({"ndcg@10": {"v": 0.5}, "recall@100": {"v": 0.25}}, ["v"], label="metric")
+    assert "ndcg@10     0.5000" in table and "recall@100  0.2500" in table

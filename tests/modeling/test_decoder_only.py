@@ -9,7 +9,6 @@ import torch
 from densekit.arguments import DataArguments, ModelArguments
 from densekit.data.collator import tokenize
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
-from densekit.modeling.factory import build_encoder
 
 TEXTS = ["short one", "a somewhat longer text about proteins and receptors", "mid length text"]
 
@@ -48,7 +47,7 @@ def test_last_token_pooling_is_padding_side_independent(decoder):
 
 
 def test_lora_defaults_target_the_decoder_projections(decoder):
-    encoder = build_encoder(
+    encoder = DenseEncoder.from_model_args(
         ModelArguments(model_name_or_path=decoder, pooling="eos", lora=True),
         DataArguments(append_eos_token=True),
     )

@@ -134,19 +134,66 @@ def test_matryoshka_bad_configs(qp):
         MatryoshkaLoss(dims="64", weights="1")(*qp)
 
 
-def test_distill_kl_by_hand(qp):
-    q, p = qp
-    teacher = torch.tensor([[3.0, 1.0, -2.0], [0.5, 0.4, 0.1]], dtype=torch.float64)
-    loss = DistillationLoss(temperature=TEMP, distil_temperature=2.0)(q, p, teacher)
+TEACHER = [[3.0, 1.0, -2.0], [0.5, 0.4, 0.1]]
+
+
+def _distill_by_hand(q, p, teacher, temp, distil_temp):
     expected = 0.0
-    for i in range(N):
-        student = [_dot(q[i], p[i * GROUP + j]) / TEMP for j in range(GROUP)]
+    for i in range(len(q)):
+        student = [_dot(q[i], p[i * GROUP + j]) / temp for j in range(GROUP)]
         log_z = math.log(sum(math.exp(s) for s in student))
-        t_exp = [math.exp(t / 2.0) for t in teacher[i].tolist()]
+        t_exp = [math.exp(t / distil_temp) for t in teacher[i]]
         t_prob = [t / sum(t_exp) for t in t_exp]
         for j in range(GROUP):
             expected += t_prob[j] * (math.log(t_prob[j]) - (student[j] - log_z))
-    assert loss.item() == pytest.approx(expected / N, rel=1e-5)
+    return expected / len(q)
+
+
+def test_distill_kl_by_hand(qp):
+    q, p = qp
+    teacher = torch.tensor(TEACHER, dtype=torch.float64)
+    loss = DistillationLoss(temperature=TEMP, distil_temperature=2.0)(q, p, teacher)
+    expected = _distill_by_hand(q.tolist(), p.tolist(), TEACHER, TEMP, 2.0)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def _prefixes(rows, dim, normalize):
+    return [_unit(r[:dim]) if normalize else r[:dim] for r in rows]
+
+
+def test_matryoshka_wraps_margin_infonce(qp):
+    q, p = qp
+    base = RetrievalLoss.create("infonce", temperature=TEMP, margin=0.3)
+    loss = MatryoshkaLoss(base, dims="2,3", weights="2,1", normalize=True)
+    expected = sum(
+        w
+        * _infonce_by_hand(
+            _prefixes(q.tolist(), d, True), _prefixes(p.tolist(), d, True), TEMP, margin=0.3
+        )
+        for d, w in ((2, 2.0), (3, 1.0))
+    )
+    assert loss(q, p).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_matryoshka_wraps_distillation_with_equal_default_weights(qp):
+    q, p = qp
+    teacher = torch.tensor(TEACHER, dtype=torch.float64)
+    loss = MatryoshkaLoss(
+        DistillationLoss(temperature=TEMP, distil_temperature=2.0), dims=[2, 4], normalize=False
+    )
+    assert loss.weights == [1.0, 1.0]
+    expected = sum(
+        _distill_by_hand(
+            _prefixes(q.tolist(), d, False), _prefixes(p.tolist(), d, False), TEACHER, TEMP, 2.0
+        )
+        for d in (2, 4)
+    )
+    assert loss(q, p, teacher).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_matryoshka_by_name_wraps_the_named_base():
+    loss = RetrievalLoss.create("matryoshka", base="distill", dims="2", temperature=0.5)
+    assert isinstance(loss.base, DistillationLoss) and loss.base.temperature == 0.5
 
 
 def test_distill_needs_teacher_scores(qp):

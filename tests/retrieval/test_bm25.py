@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from densekit.commands.bm25 import main
 from densekit.data.readers import load_corpus, load_queries
+from densekit.data.runs import read_run
 from densekit.errors import DataError
-from densekit.retrieval.bm25 import bm25_run, main
-from densekit.retrieval.trec import read_run
+from densekit.retrieval.bm25 import bm25_run
 
 CORPUS = [
     {"_id": "cats", "title": "Cats", "text": "Cats purr and chase mice around the house."},
@@ -40,16 +41,16 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def test_matching_document_wins_and_zero_scores_are_dropped(files: dict[str, Path]) -> None:
     run = bm25_run(load_corpus(files["corpus"]), load_queries(files["queries"]), depth=10)
-    assert run["q1"][0][0] == "dogs"
-    assert run["q2"][0][0] == "rust"
-    assert [docid for docid, _ in run["q1"]] == ["dogs"]
-    assert run["q3"] == []
-    assert all(score > 0 for hits in run.values() for _, score in hits)
+    assert next(iter(run["q1"])) == "dogs"
+    assert next(iter(run["q2"])) == "rust"
+    assert list(run["q1"]) == ["dogs"]
+    assert run["q3"] == {}
+    assert all(score > 0 for hits in run.values() for score in hits.values())
 
 
 def test_title_is_searched(files: dict[str, Path]) -> None:
     queries = load_queries(_write_jsonl(files["queries"], [{"_id": "t", "text": "tea"}]))
-    assert bm25_run(load_corpus(files["corpus"]), queries, depth=2)["t"][0][0] == "tea"
+    assert next(iter(bm25_run(load_corpus(files["corpus"]), queries, depth=2)["t"])) == "tea"
 
 
 def test_cli_restricts_to_qrels_queries(files: dict[str, Path], tmp_path: Path) -> None:

@@ -26,7 +26,13 @@ def test_round_trip_keeps_ids_values_and_meta(tmp_path: Path) -> None:
     assert isinstance(loaded, np.memmap)
     np.testing.assert_array_equal(loaded, array)
     meta = json.loads((tmp_path / "emb" / "meta.json").read_text())
-    assert meta == {"dim": 8, "count": 5, "dtype": "float16", "normalized": True}
+    assert meta == {
+        "writer": "densekit",
+        "dim": 8,
+        "count": 5,
+        "dtype": "float16",
+        "normalized": True,
+    }
 
 
 def test_shard_folders_are_joined_in_natural_order(tmp_path: Path) -> None:

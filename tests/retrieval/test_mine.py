@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from densekit.commands.mine import main
 from densekit.data.readers import load_train
+from densekit.data.runs import write_run
 from densekit.errors import ConfigError, DataError
-from densekit.retrieval.mine import MineReport, main, mine_negatives
-from densekit.retrieval.trec import write_run
+from densekit.retrieval.mine import MineReport, mine_negatives
 
 RUN = {
     "q1": {"a": 10.0, "p1": 9.0, "b": 8.9, "c": 8.5, "d": 8.0, "e": 5.0, "f": 4.0},
@@ -90,7 +91,7 @@ def _write(tmp_path: Path, corpus_ids: list[str], query_ids: list[str]) -> list[
         + "".join(f"{q}\t{d}\t{r}\n" for q, docs in QRELS.items() for d, r in docs.items())
     )
     run = tmp_path / "run.trec"
-    write_run(run, {q: list(docs.items()) for q, docs in RUN.items()})
+    write_run(run, RUN)
     return [
         "--run",
         str(run),

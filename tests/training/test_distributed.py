@@ -16,7 +16,7 @@ import torch
 from conftest import free_port, run_launcher
 from safetensors.torch import load_file
 
-from densekit.train import main as train_main
+from densekit.commands.train import main as train_main
 
 STEP_FLAGS = [
     "--train_group_size",

@@ -42,7 +42,12 @@ def tokenize(
 
 @dataclass
 class RetrievalCollator:
-    """Turns ``TrainDataset`` items into ``{"query", "passage", ["teacher_scores"]}`` tensors."""
+    """Turns dataset items into ``{"query", "passage", ["teacher_scores"], ["labels"]}``.
+
+    Teacher scores (``scores``: FlagEmbedding ``pos_scores``/``neg_scores``) and graded qrels
+    labels (``labels``: ``MultiLevelDataset``) stay apart: a loss may distil from either, but
+    only labels are relevance judgments that IR metrics may count.
+    """
 
     tokenizer: PreTrainedTokenizerBase
     query_max_len: int = 32
@@ -69,8 +74,7 @@ class RetrievalCollator:
                 self.pad_to_multiple_of,
             ),
         }
-        if all(item.get("scores") for item in items):
-            batch["teacher_scores"] = torch.tensor(
-                [item["scores"] for item in items], dtype=torch.float32
-            )
+        for key, name in (("scores", "teacher_scores"), ("labels", "labels")):
+            if all(item.get(key) for item in items):
+                batch[name] = torch.tensor([item[key] for item in items], dtype=torch.float32)
         return batch

@@ -17,11 +17,12 @@ from typing import Any
 import datasets
 from torch.utils.data import Dataset
 
+from densekit.data.formatting import TextFormat
 from densekit.data.qrels import load_qrels
-from densekit.data.readers import TRAIN_FEATURES, load_corpus, load_queries
-from densekit.data.train_dataset import Corpus, TrainDataset, format_passage
+from densekit.data.readers import TRAIN_FEATURES, load_corpus, load_queries, text_lines
+from densekit.data.runs import read_run
+from densekit.data.train_dataset import Corpus, TrainDataset
 from densekit.errors import DataError
-from densekit.retrieval.trec import read_run
 
 Scores = dict[str, dict[str, float]]
 
@@ -53,20 +54,18 @@ class MaterializedQRelConfig:
 
 def _read_scores(path: str) -> Scores:
     """Qrels (BEIR tsv or TREC) or a TREC run (6 columns) as ``{qid: {docid: score}}``."""
-    with open(path, encoding="utf-8") as handle:
-        first = next((line for line in handle if line.strip()), "")
+    first = next((line for _, line in text_lines(path) if line.strip()), "")
     if len(first.split()) == 6:
-        return {q: dict(d) for q, d in read_run(path).items()}
+        return read_run(path)
     return {q: {d: float(s) for d, s in docs.items()} for q, docs in load_qrels(path).items()}
 
 
 def _line_of(path: str, *tokens: str) -> int | None:
     """First line of ``path`` holding all ``tokens`` as fields (for error messages only)."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = set(line.split())
-            if all(t in fields for t in tokens):
-                return number
+    for number, line in text_lines(path):
+        fields = set(line.split())
+        if all(t in fields for t in tokens):
+            return number
     return None
 
 
@@ -147,6 +146,7 @@ class BinaryDataset(TrainDataset):
         format_query: Callable[[str, str], str] | None = None,
         format_passage: Callable[[str, str, str], str] | None = None,
         seed: int = 42,
+        text_format: TextFormat | None = None,
     ) -> None:
         texts = _Texts()
         positive, query_text, sources = materialize(_as_list(positive_configs), texts)
@@ -177,9 +177,7 @@ class BinaryDataset(TrainDataset):
             records,
             group_size=data_args.train_group_size,
             corpus=_merged_corpus(texts, set(sources.values()) | set(neg_sources.values())),
-            query_prefix=data_args.query_prefix or "",
-            passage_prefix=data_args.passage_prefix or "",
-            passage_field_separator=data_args.passage_field_separator,
+            text_format=text_format or _data_args_format(data_args),
             seed=seed,
         )
 
@@ -211,15 +209,14 @@ class MultiLevelDataset(Dataset):
         qrel_config: MaterializedQRelConfig | Sequence[MaterializedQRelConfig],
         data_args_overrides: dict[str, Any] | None = None,
         seed: int = 42,
+        text_format: TextFormat | None = None,
     ) -> None:
         overrides = data_args_overrides or {}
         self.group_size = int(overrides.get("group_size", data_args.train_group_size))
         self.strategy = overrides.get("passage_selection_strategy", "most_relevant")
         if self.strategy not in ("most_relevant", "random"):
             raise DataError("data_args_overrides", f"unknown strategy {self.strategy!r}")
-        self.separator = data_args.passage_field_separator
-        self.query_prefix = data_args.query_prefix or ""
-        self.passage_prefix = data_args.passage_prefix or ""
+        self.text_format = text_format or _data_args_format(data_args)
         texts = _Texts()
         self.scores, self.query_text, sources = materialize(_as_list(qrel_config), texts)
         self.qids = sorted(self.scores)
@@ -246,13 +243,21 @@ class MultiLevelDataset(Dataset):
             passages.append(self.corpus.table[rng.randrange(len(self.corpus))])
             labels.append(0.0)
         return {
-            "query": self.query_prefix + self.query_text[qid],
-            "passages": [
-                format_passage(p["title"], p["text"], self.separator, self.passage_prefix)
-                for p in passages
-            ],
-            "scores": labels,
+            "query": self.text_format.format_query(self.query_text[qid]),
+            "passages": [self.text_format.format_passage(p["text"], p["title"]) for p in passages],
+            "labels": labels,
         }
+
+
+def _data_args_format(data_args: Any) -> TextFormat:
+    """The text format named by ``DataArguments`` (used when no encoder config is given)."""
+    return TextFormat(
+        query_prefix=data_args.query_prefix or "",
+        passage_prefix=data_args.passage_prefix or "",
+        passage_field_separator=" "
+        if data_args.passage_field_separator is None
+        else data_args.passage_field_separator,
+    )
 
 
 def _as_list(configs) -> list[MaterializedQRelConfig]:

@@ -7,6 +7,9 @@ qrels file can be passed to the same flag.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+
+import datasets
 
 from densekit.data.readers import iter_columns
 from densekit.errors import DataError
@@ -40,6 +43,16 @@ def load_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     if not qrels:
         raise DataError(path, "no relevance judgments in the file")
     return qrels
+
+
+def keep_judged(
+    queries: datasets.Dataset, qrels: Mapping[str, object], source: str = "qrels"
+) -> datasets.Dataset:
+    """The queries that ``qrels`` judges; none in common is an error naming ``source``."""
+    kept = queries.filter(lambda qid: qid in qrels, input_columns="query_id")
+    if len(kept) == 0:
+        raise DataError(source, "no query id in common with the queries")
+    return kept
 
 
 def _is_int(text: str) -> bool:

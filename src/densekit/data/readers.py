@@ -24,6 +24,7 @@ from typing import Any
 import datasets
 
 from densekit.errors import DataError
+from densekit.resources import looks_local
 
 logger = logging.getLogger(__name__)
 
@@ -71,48 +72,79 @@ def data_files(path: str | os.PathLike) -> list[Path]:
     raise DataError(str(p), "no such file or folder")
 
 
-def _open_text(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+def _open_binary(path: Path):
+    path = Path(path)
+    if not path.exists():
+        raise DataError(str(path), "no such file")
+    if path.is_dir():
+        raise DataError(str(path), "is a folder; expected a file")
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
+def _decode(raw: bytes, path: Path, number: int) -> str:
+    """One line as text: UTF-8, a byte-order mark on the first line dropped."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            str(path),
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+            number,
+        ) from None
+    return text.removeprefix("\ufeff") if number == 1 else text
+
+
+def text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """``(line_number, line)`` of a UTF-8 (optionally gzipped) text file, BOM stripped; a missing
+    file, a folder or bytes that are not UTF-8 raise DataError naming the file and line."""
+    path = Path(path)
+    with _open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            yield number, _decode(raw, path, number)
+
+
+def _read_text(path: Path) -> str:
+    with _open_binary(path) as handle:
+        raw = handle.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(str(path), f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", line) from None
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; a ``.json`` array file works too."""
     if path.name.endswith((".json", ".json.gz")):
-        with _open_text(path) as handle:
-            head = handle.read(1).lstrip()
-        if head == "[":
-            with _open_text(path) as handle:
-                try:
-                    rows = json.load(handle)
-                except json.JSONDecodeError as exc:
-                    raise DataError(str(path), f"broken JSON: {exc.msg}", exc.lineno) from None
+        text = _read_text(path)
+        if text.lstrip().startswith("["):
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(str(path), f"broken JSON: {exc.msg}", exc.lineno) from None
             for index, row in enumerate(rows, start=1):
                 if not isinstance(row, dict):
                     raise DataError(str(path), f"record {index} is not a JSON object")
                 yield index, row
             return
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(str(path), f"broken JSON line ({exc.msg})", number) from None
-            if not isinstance(row, dict):
-                raise DataError(str(path), "line is not a JSON object", number)
-            yield number, row
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(str(path), f"broken JSON line ({exc.msg})", number) from None
+        if not isinstance(row, dict):
+            raise DataError(str(path), "line is not a JSON object", number)
+        yield number, row
 
 
 def iter_tsv(path: Path) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line_number, columns)`` of a tab-separated file (CRLF tolerated)."""
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield number, line.split("\t")
+    for number, line in text_lines(path):
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield number, line.split("\t")
 
 
 def iter_columns(
@@ -121,24 +153,21 @@ def iter_columns(
     """Yield ``(line_number, fields)`` of a whitespace-separated file whose column count is one
     of ``layouts`` (count -> description), fixed by its first line for the whole file."""
     columns = 0
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if not columns:
-                columns = len(fields)
-                if columns not in layouts:
-                    forms = [f"{n} ({text})" for n, text in layouts.items()]
-                    forms[0] = forms[0].replace(" (", " columns (", 1)
-                    raise DataError(
-                        str(path), f"expected {' or '.join(forms)}, found {columns}", number
-                    )
-            if len(fields) != columns:
+    for number, line in text_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if not columns:
+            columns = len(fields)
+            if columns not in layouts:
+                forms = [f"{n} ({text})" for n, text in layouts.items()]
+                forms[0] = forms[0].replace(" (", " columns (", 1)
                 raise DataError(
-                    str(path), f"expected {columns} columns, found {len(fields)}", number
+                    str(path), f"expected {' or '.join(forms)}, found {columns}", number
                 )
-            yield number, fields
+        if len(fields) != columns:
+            raise DataError(str(path), f"expected {columns} columns, found {len(fields)}", number)
+        yield number, fields
 
 
 def _is_tsv(path: Path) -> bool:
@@ -198,6 +227,8 @@ def _build(
         )
     except Exception as exc:
         raise_data_error(exc)
+        if "corresponds to no data" in str(exc):
+            raise DataError(", ".join(map(str, files)), "holds no records (empty)") from None
         raise
 
 
@@ -275,6 +306,7 @@ def _query_rows(stamps: list[str]) -> Iterator[dict[str, Any]]:
 def load_corpus(path: str | os.PathLike) -> datasets.Dataset:
     """Corpus (BEIR/Tevatron jsonl, tsv, folder, or a ``datasets`` hub name) as docid/title/text."""
     if not Path(path).exists():
+        _refuse_missing_local(path)
         return _from_hub(str(path), _hub_corpus_row, CORPUS_FEATURES)
     files = data_files(path)
     return _build(_corpus_rows, CORPUS_FEATURES, files)
@@ -283,6 +315,7 @@ def load_corpus(path: str | os.PathLike) -> datasets.Dataset:
 def load_queries(path: str | os.PathLike) -> datasets.Dataset:
     """Queries (BEIR/Tevatron jsonl, tsv, folder, or a hub name) as query_id/text."""
     if not Path(path).exists():
+        _refuse_missing_local(path)
         return _from_hub(str(path), _hub_query_row, QUERY_FEATURES)
     files = data_files(path)
     return _build(_query_rows, QUERY_FEATURES, files)
@@ -398,6 +431,7 @@ def load_train(
 ) -> datasets.Dataset:
     """Training records from a file or folder of any known layout; ``num_proc`` reads files in parallel."""
     if not Path(path).exists():
+        _refuse_missing_local(path)
         return _from_hub(str(path), _hub_train_row, TRAIN_FEATURES)
     files = data_files(path)
     for f in files:
@@ -427,6 +461,12 @@ def _hub_query_row(row: dict[str, Any], index: int, name: str) -> dict[str, Any]
 
 def _hub_train_row(row: dict[str, Any], index: int, name: str) -> dict[str, Any]:
     return parse_train_row(row, Path(name), index + 1)
+
+
+def _refuse_missing_local(path: str | os.PathLike) -> None:
+    """A path that reads as local and does not exist is an error, never a hub name."""
+    if looks_local(str(path)):
+        raise DataError(str(path), "no such file or folder")
 
 
 def _from_hub(name: str, convert, features: datasets.Features) -> datasets.Dataset:

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow.compute as pc
 from torch.utils.data import Dataset
 
+from densekit.data.formatting import TextFormat
 from densekit.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -43,19 +44,12 @@ class Corpus:
         return self.table[row]
 
 
-def format_passage(title: str | None, text: str | None, separator: str, prefix: str = "") -> str:
-    """``prefix + title + separator + text`` (title and separator dropped when empty)."""
-    title = (title or "").strip()
-    text = text or ""
-    body = f"{title}{separator}{text}" if title and text else (title or text)
-    return prefix + body
-
-
 class TrainDataset(Dataset):
     """Items ``{"query", "passages", "scores"}`` ready for the collator.
 
     ``records`` is the canonical train table from ``densekit.data.readers``; ``corpus`` resolves
     passages given only by id. ``scores`` holds teacher scores when every row has them.
+    ``text_format`` (the encoder's config, normally) turns queries and passages into text.
     """
 
     def __init__(
@@ -63,17 +57,13 @@ class TrainDataset(Dataset):
         records: datasets.Dataset,
         group_size: int,
         corpus: Corpus | None = None,
-        query_prefix: str = "",
-        passage_prefix: str = "",
-        passage_field_separator: str = " ",
+        text_format: TextFormat | None = None,
         seed: int = 42,
     ) -> None:
         self.records = records
         self.group_size = group_size
         self.corpus = corpus
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
-        self.separator = passage_field_separator
+        self.text_format = text_format or TextFormat()
         self.seed = seed
         self.epoch = 0
         self.has_scores = self._all_rows_have_scores()
@@ -148,9 +138,7 @@ class TrainDataset(Dataset):
     def _text(self, passage: dict[str, Any]) -> str:
         if passage["text"] is None:
             passage = self.corpus.get(passage["docid"])
-        return format_passage(
-            passage["title"], passage["text"], self.separator, self.passage_prefix
-        )
+        return self.text_format.format_passage(passage["text"], passage["title"])
 
     def _random_passages(
         self, rng: random.Random, count: int, exclude: int
@@ -184,9 +172,8 @@ class TrainDataset(Dataset):
             chosen += self._random_passages(rng, needed, index)
             if self.has_scores:  # no teacher score for a random passage: the lowest seen
                 scores += [min(row["pos_scores"] + row["neg_scores"])] * needed
-        prompt = row["prompt"] or self.query_prefix
         return {
-            "query": prompt + row["query"],
+            "query": self.text_format.format_query(row["query"], prompt=row["prompt"]),
             "passages": [self._text(p) for p in chosen],
             "scores": scores or None,
         }

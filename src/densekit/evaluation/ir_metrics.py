@@ -15,6 +15,16 @@ from transformers import EvalPrediction
 from densekit.evaluation.metrics import evaluate
 
 
+def _grade(label: float) -> int:
+    """Graded qrels labels are integers; a fractional one means scores were passed as labels."""
+    if float(label) != int(label):
+        raise ValueError(
+            f"IRMetrics got a non-integer label {label}: labels must be qrels grades, "
+            "not teacher scores"
+        )
+    return int(label)
+
+
 class IRMetrics:
     """``compute_metrics`` for the HF Trainer: nDCG@k, MRR@k and recall@k over eval groups."""
 
@@ -30,7 +40,7 @@ class IRMetrics:
             str(i): {str(j): float(s) for j, s in enumerate(row)} for i, row in enumerate(scores)
         }
         qrels = {
-            str(i): {str(j): round(float(label)) for j, label in enumerate(row)}
+            str(i): {str(j): _grade(label) for j, label in enumerate(row)}
             for i, row in enumerate(labels)
         }
         per_query, _ = evaluate(run, qrels, self.metrics, self.relevance_threshold)

@@ -14,7 +14,7 @@ What trec_eval does, and this module copies:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -98,12 +98,32 @@ def evaluate(
     return per_query, mean
 
 
-def format_table(mean: Mapping[str, float]) -> str:
-    """Render mean metric values as an aligned two-column plain-text table."""
-    width = max([len("metric"), *(len(name) for name in mean)])
-    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
-    lines += [f"{name:<{width}}  {value:.4f}" for name, value in mean.items()]
-    return "\n".join(lines)
+def format_table(
+    rows: Mapping[str, Mapping[str, float]],
+    columns: Sequence[str],
+    label: str = "system",
+    markdown: bool = False,
+) -> str:
+    """One table for every command: a row per key of ``rows``, a column per name in ``columns``.
+
+    Values print with 4 decimals (``seconds`` with none); ``markdown`` gives a Markdown table,
+    otherwise aligned plain text.
+    """
+
+    def cell(column: str, value: float) -> str:
+        return f"{value:.0f}" if column == "seconds" else f"{value:.4f}"
+
+    body = [[name, *(cell(c, values[c]) for c in columns)] for name, values in rows.items()]
+    header = [label, *columns]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    fmt = [f"{{:<{widths[0]}}}", *(f"{{:>{w}}}" for w in widths[1:])]
+    lines = [header, ["-" * w for w in widths], *body]
+    return "\n".join(
+        "  ".join(f.format(v) for f, v in zip(fmt, line, strict=True)) for line in lines
+    )
 
 
 def _split(name: str) -> tuple[str, int]:

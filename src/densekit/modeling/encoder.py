@@ -19,18 +19,15 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from densekit.errors import ConfigError
+from densekit.modeling import st_format
 from densekit.modeling.config import CONFIG_NAME, EncoderConfig, resolve_config
 from densekit.modeling.pooling import pool
+from densekit.resources import looks_local
 
 logger = logging.getLogger(__name__)
 
 POOLER_FILE = "pooler.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
-_ST_POOLING_KEYS = {
-    "cls": "pooling_mode_cls_token",
-    "mean": "pooling_mode_mean_tokens",
-    "last": "pooling_mode_lasttoken",
-}
 
 
 @dataclass
@@ -50,6 +47,8 @@ def load_backbone(path: str, cache_dir: str | None = None, **kwargs) -> nn.Modul
         base_path = json.loads((folder / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
         base = AutoModel.from_pretrained(base_path, cache_dir=cache_dir, **kwargs)
         return PeftModel.from_pretrained(base, str(folder))
+    if not folder.exists() and looks_local(path):
+        raise ConfigError(f"model folder {path} does not exist")
     try:
         return AutoModel.from_pretrained(path, cache_dir=cache_dir, **kwargs)
     except OSError as exc:
@@ -101,6 +100,7 @@ class DenseEncoder(nn.Module):
         """
         add_pooler = bool(given.pop("add_pooler", False))
         config = resolve_config(path, **given)
+        st_dense = st_format.read_settings(path).get("st_dense_path")
         model_kwargs = dict(model_kwargs or {})
         folder = Path(path)
         untied_saved = (folder / "query_model").is_dir() and (folder / "passage_model").is_dir()
@@ -123,6 +123,8 @@ class DenseEncoder(nn.Module):
             pooler = nn.Linear(in_dim, config.projection_out_dim)
             if (folder / POOLER_FILE).is_file():
                 pooler.load_state_dict(load_file(str(folder / POOLER_FILE)))
+            elif not (folder / CONFIG_NAME).is_file() and st_dense:
+                pooler.load_state_dict(st_format.load_dense(st_dense))
         if config.base_model_name_or_path is None:
             config.base_model_name_or_path = str(path)
         return cls(query_model, passage_model, config, pooler)
@@ -139,11 +141,30 @@ class DenseEncoder(nn.Module):
             self.pooler.load_state_dict(load_file(str(folder / POOLER_FILE)))
 
     @classmethod
-    def from_model_args(cls, model_args, data_args=None) -> DenseEncoder:
-        """Trove's constructor: the encoder described by ``ModelArguments`` (and ``DataArguments``)."""
+    def from_model_args(cls, model_args=None, data_args=None, args=None) -> DenseEncoder:
+        """Trove's constructor: the encoder described by ``ModelArguments`` (and ``DataArguments``).
+
+        The argument objects map themselves to keyword arguments (``encoder_kwargs``), so
+        modeling never depends on the command-line layer.
+        """
         from densekit.modeling.factory import build_encoder
 
-        return build_encoder(model_args, data_args)
+        model_args = model_args if model_args is not None else args
+        return build_encoder(**model_args.encoder_kwargs(data_args))
+
+    # ------------------------------------------------------------------ text
+
+    def format_query(self, text: str, **kwargs: object) -> str:
+        """The query text this encoder expects (prefix or per-record prompt), Trove's API."""
+        return self.settings.format_query(text, **kwargs)
+
+    def format_passage(self, text: str, title: str | None = None, **kwargs: object) -> str:
+        """The passage text this encoder expects (prefix, title, separator), Trove's API."""
+        return self.settings.format_passage(text, title, **kwargs)
+
+    @property
+    def append_eos_token(self) -> bool:
+        return self.settings.append_eos_token
 
     @property
     def tied(self) -> bool:
@@ -239,80 +260,9 @@ class DenseEncoder(nn.Module):
             tokenizer.save_pretrained(folder)
         self.settings.save(folder)
         if self.tied and self.settings.fine_tune_type != "lora":
-            self._write_sentence_transformers_files(folder)
-
-    def _write_sentence_transformers_files(self, folder: Path) -> None:
-        cfg = self.settings
-        hidden = self.query_model.config.hidden_size
-        modules = [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}
-        ]
-        pooling_dir = folder / "1_Pooling"
-        pooling_dir.mkdir(exist_ok=True)
-        pooling_cfg = {"word_embedding_dimension": hidden, "include_prompt": True}
-        for mode, key in _ST_POOLING_KEYS.items():
-            pooling_cfg[key] = cfg.pooling == mode
-        pooling_cfg.update(
-            {"pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}
-        )
-        _write_json(pooling_dir / "config.json", pooling_cfg)
-        modules.append(
-            {
-                "idx": 1,
-                "name": "1",
-                "path": "1_Pooling",
-                "type": "sentence_transformers.models.Pooling",
-            }
-        )
-        if self.pooler is not None:
-            dense_dir = folder / "2_Dense"
-            dense_dir.mkdir(exist_ok=True)
-            _write_json(
-                dense_dir / "config.json",
-                {
-                    "in_features": self.pooler.in_features,
-                    "out_features": self.pooler.out_features,
-                    "bias": True,
-                    "activation_function": "torch.nn.modules.linear.Identity",
-                },
+            st_format.write_files(
+                folder, self.settings, self.query_model.config.hidden_size, self.pooler
             )
-            state = {
-                f"linear.{k}": v.detach().contiguous() for k, v in self.pooler.state_dict().items()
-            }
-            save_file(state, str(dense_dir / "model.safetensors"))
-            modules.append(
-                {
-                    "idx": 2,
-                    "name": "2",
-                    "path": "2_Dense",
-                    "type": "sentence_transformers.models.Dense",
-                }
-            )
-        if cfg.normalize:
-            idx = len(modules)
-            (folder / f"{idx}_Normalize").mkdir(exist_ok=True)
-            modules.append(
-                {
-                    "idx": idx,
-                    "name": str(idx),
-                    "path": f"{idx}_Normalize",
-                    "type": "sentence_transformers.models.Normalize",
-                }
-            )
-        _write_json(folder / "modules.json", modules)
-        _write_json(
-            folder / "sentence_bert_config.json",
-            {"max_seq_length": max(cfg.query_max_len, cfg.passage_max_len), "do_lower_case": False},
-        )
-        prompts = {"query": cfg.query_prefix, "document": cfg.passage_prefix}
-        _write_json(
-            folder / "config_sentence_transformers.json",
-            {
-                "prompts": {k: v for k, v in prompts.items() if v},
-                "default_prompt_name": None,
-                "similarity_fn_name": "cosine" if cfg.normalize else "dot",
-            },
-        )
 
 
 def _clamp_lengths(settings: EncoderConfig, model: nn.Module) -> None:
@@ -355,10 +305,6 @@ def _load_backbone_weights(model: nn.Module, folder: Path) -> None:
         load_sharded_checkpoint(model, str(folder))
     else:
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
-
-
-def _write_json(path: Path, value) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n")
 
 
 BiEncoderRetriever = DenseEncoder  # Trove's name for the same thing

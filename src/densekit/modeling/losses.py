@@ -43,6 +43,14 @@ class RetrievalLoss(nn.Module):
         return sorted(_REGISTRY)
 
     @staticmethod
+    def describe() -> dict[str, str]:
+        """Each registered loss and the first line of its docstring."""
+        return {
+            name: (_REGISTRY[name].__doc__ or "").strip().splitlines()[0]
+            for name in sorted(_REGISTRY)
+        }
+
+    @staticmethod
     def create(name: str, **kwargs: object) -> RetrievalLoss:
         if name not in _REGISTRY:
             raise ConfigError(f"unknown loss {name!r}; available: {', '.join(sorted(_REGISTRY))}")
@@ -112,44 +120,6 @@ def _float_list(value: str | list[float] | tuple[float, ...]) -> list[float]:
     return [float(v) for v in value]
 
 
-@register("matryoshka")
-class MatryoshkaLoss(InfoNCELoss):
-    """Weighted InfoNCE over leading slices of the vectors (Kusupati et al., 2022).
-
-    Each prefix is renormalized when the model normalizes, as it would be at search time.
-    Dimensions above the vector size are skipped.
-    """
-
-    def __init__(
-        self,
-        dims: str | list[int] = "64,128,256,512,768",
-        weights: str | list[float] = "1,1,1,1,1",
-        normalize: bool = False,
-        **kwargs: object,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.dims = [int(d) for d in _float_list(dims)]
-        self.weights = _float_list(weights)
-        if len(self.dims) != len(self.weights):
-            raise ConfigError(
-                f"--matryoshka_dims has {len(self.dims)} values but --matryoshka_loss_weights has {len(self.weights)}"
-            )
-        self.normalize = normalize
-
-    def forward(self, q, p, teacher_scores=None):
-        full = q.size(-1)
-        terms = [(d, w) for d, w in zip(self.dims, self.weights, strict=True) if d <= full]
-        if not terms:
-            raise ConfigError(f"no --matryoshka_dims value fits the vector size {full}")
-        total = q.new_zeros((), dtype=torch.float32)
-        for dim, weight in terms:
-            qd, pd = q[:, :dim], p[:, :dim]
-            if self.normalize:
-                qd, pd = F.normalize(qd, dim=-1), F.normalize(pd, dim=-1)
-            total = total + weight * super().forward(qd, pd)
-        return total
-
-
 @register("distill")
 class DistillationLoss(RetrievalLoss):
     """KL divergence from the teacher's softmax to the student's over each query's group.
@@ -182,6 +152,50 @@ class ListwiseLoss(DistillationLoss):
     """
 
 
+@register("matryoshka")
+class MatryoshkaLoss(RetrievalLoss):
+    """Any loss applied to leading slices of the vectors, weighted (Kusupati et al., 2022).
+
+    Wraps another loss (InfoNCE by default; margin, distillation, listwise too), as
+    sentence-transformers' ``MatryoshkaLoss`` does. Each prefix is renormalized when the model
+    normalizes, as it is at search time. Dimensions above the vector size are skipped. Without
+    ``weights`` every dimension weighs 1.
+    """
+
+    def __init__(
+        self,
+        base: RetrievalLoss | str = "infonce",
+        dims: str | list[int] = "64,128,256,512,768",
+        weights: str | list[float] | None = None,
+        normalize: bool = False,
+        **kwargs: object,
+    ) -> None:
+        base = RetrievalLoss.create(base, **kwargs) if isinstance(base, str) else base
+        super().__init__(base.temperature)
+        self.base = base
+        self.dims = [int(d) for d in _float_list(dims)]
+        self.weights = [1.0] * len(self.dims) if weights is None else _float_list(weights)
+        if len(self.dims) != len(self.weights):
+            raise ConfigError(
+                f"--matryoshka_dims has {len(self.dims)} values but "
+                f"--matryoshka_loss_weights has {len(self.weights)}"
+            )
+        self.normalize = normalize
+
+    def forward(self, q, p, teacher_scores=None):
+        full = q.size(-1)
+        terms = [(d, w) for d, w in zip(self.dims, self.weights, strict=True) if d <= full]
+        if not terms:
+            raise ConfigError(f"no --matryoshka_dims value fits the vector size {full}")
+        total = q.new_zeros((), dtype=torch.float32)
+        for dim, weight in terms:
+            qd, pd = q[:, :dim], p[:, :dim]
+            if self.normalize:
+                qd, pd = F.normalize(qd, dim=-1), F.normalize(pd, dim=-1)
+            total = total + weight * self.base(qd, pd, teacher_scores)
+        return total
+
+
 __all__ = [
     "DistillationLoss",
     "InfoNCELoss",
@@ -191,11 +205,3 @@ __all__ = [
     "group_targets",
     "register",
 ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``densekit losses``: print each registered loss and the first line of its description."""
-    for name in RetrievalLoss.available_losses():
-        doc = (_REGISTRY[name].__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<12} {doc}")
-    return 0

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from densekit.atomic import atomic_path
+from densekit.atomic import WRITER, atomic_path
 from densekit.errors import DataError
 
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -58,9 +58,16 @@ def _check_ids(folder: Path, ids: list[str]) -> None:
 
 
 def save_embeddings(
-    folder: str | os.PathLike, ids: list[str], array: np.ndarray, meta: dict[str, Any]
+    folder: str | os.PathLike,
+    ids: list[str],
+    array: np.ndarray,
+    meta: dict[str, Any],
+    overwrite: bool = False,
 ) -> None:
-    """Write one embedding folder; it appears only once all three files are complete."""
+    """Write one embedding folder; it appears only once all three files are complete.
+
+    An earlier densekit embedding folder there is replaced only with ``overwrite``.
+    """
     folder = Path(folder)
     if array.ndim != 2:
         raise DataError(str(folder), f"embeddings must be 2-D, got shape {array.shape}")
@@ -72,12 +79,13 @@ def save_embeddings(
     if len(set(ids)) != len(ids):
         raise DataError(str(folder), "duplicate ids")
     full_meta = {
+        "writer": WRITER,
         "dim": int(array.shape[1]),
         "count": int(array.shape[0]),
         "dtype": str(array.dtype),
         **meta,
     }
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder, folder=True, overwrite=overwrite) as tmp:
         tmp.mkdir()
         np.save(tmp / EMBEDDINGS_FILE, np.ascontiguousarray(array))
         write_ids(tmp / IDS_FILE, ids)
@@ -97,6 +105,15 @@ def read_ids(path: Path) -> list[str]:
     if ids and ids[-1] == "":
         ids.pop()
     return ids
+
+
+def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta.json`` of an embedding folder (empty when absent or unreadable)."""
+    try:
+        meta = json.loads((Path(folder) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _load_folder(folder: Path) -> tuple[list[str], np.ndarray]:

@@ -6,6 +6,7 @@ large batched matrix products, which is what it is tuned for.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from densekit.atomic import atomic_path
+from densekit.atomic import META_FILE, WRITER, atomic_path
 from densekit.errors import ConfigError, DataError
 from densekit.retrieval.embeddings import IDS_FILE, read_ids, write_ids
 
@@ -72,14 +73,19 @@ def build_index(
     return index
 
 
-def save_index(index: faiss.Index, ids: list[str], folder: str | os.PathLike) -> None:
-    """Write ``index.faiss`` and ``ids.txt`` into ``folder``, which appears only when complete."""
+def save_index(
+    index: faiss.Index, ids: list[str], folder: str | os.PathLike, overwrite: bool = False
+) -> None:
+    """Write ``index.faiss``, ``ids.txt`` and ``meta.json`` into ``folder``, which appears only
+    when complete; an earlier densekit index there is replaced only with ``overwrite``."""
     if len(ids) != index.ntotal:
         raise DataError(str(folder), f"{len(ids)} ids for an index of {index.ntotal} vectors")
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder, folder=True, overwrite=overwrite) as tmp:
         tmp.mkdir()
         faiss.write_index(index, str(tmp / INDEX_FILE))
         write_ids(tmp / IDS_FILE, ids)
+        meta = {"writer": WRITER, "kind": "index", "count": len(ids), "dim": index.d}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
 def load_index(folder: str | os.PathLike) -> tuple[faiss.Index, list[str]]:
@@ -143,22 +149,3 @@ def set_search_params(index: faiss.Index, params: str | None) -> None:
         faiss.ParameterSpace().set_index_parameters(index, params)
     except RuntimeError as exc:
         raise ConfigError(f"--search_params {params!r}: {_faiss_message(exc)}") from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``densekit index``: build a FAISS index over passage embeddings and save it for searches."""
-    import argparse
-
-    from densekit.retrieval.embeddings import load_embeddings
-
-    parser = argparse.ArgumentParser(prog="densekit index", description=main.__doc__)
-    parser.add_argument("--passage_reps", required=True, help="folder, shard-* folder, or glob")
-    parser.add_argument("--index_factory", default="Flat", help="FAISS factory string")
-    parser.add_argument("--train_sample", type=int, default=100_000, help="rows to train on")
-    parser.add_argument("--save_index", required=True, help="output folder")
-    args = parser.parse_args(argv)
-    ids, reps = load_embeddings(args.passage_reps)
-    index = build_index(reps, args.index_factory, train_sample=args.train_sample)
-    save_index(index, ids, args.save_index)
-    print(f"densekit index: {index.ntotal} vectors ({args.index_factory}) -> {args.save_index}")
-    return 0

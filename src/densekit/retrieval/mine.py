@@ -7,7 +7,6 @@ likely unjudged positives (false negatives) that would otherwise teach the model
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -18,10 +17,8 @@ import datasets
 from tqdm.auto import tqdm
 
 from densekit.atomic import atomic_open
-from densekit.data.qrels import load_qrels
-from densekit.data.readers import load_corpus, load_queries
+from densekit.data.runs import ranked
 from densekit.errors import ConfigError, DataError
-from densekit.retrieval.trec import read_run
 
 SAMPLES = ("top", "random")
 _WRITE_CHUNK = 1024
@@ -85,8 +82,7 @@ def mine_negatives(
         scored = run.get(qid, {})
         if not scored:
             report.queries_missing_from_run += 1
-        ranked = sorted(scored.items(), key=lambda hit: (-hit[1], hit[0]))
-        window = ranked[range_min:range_max]
+        window = ranked(scored)[range_min:range_max]
         report.candidates_considered += len(window)
         candidates = [hit for hit in window if hit[0] not in positives]
         report.removed_as_positive += len(window) - len(candidates)
@@ -116,30 +112,6 @@ def _describe(missing: list[str], where: str) -> str:
     shown = ", ".join(repr(i) for i in missing[:3])
     more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
     return f"{len(missing)} ids not found in {where}: {shown}{more}"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="densekit mine",
-        description="Mine hard negatives from a run into a Tevatron-layout training file.",
-    )
-    parser.add_argument("--run", required=True, help="TREC or MS MARCO run file")
-    parser.add_argument("--qrels", required=True)
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--queries", required=True)
-    parser.add_argument("--output", required=True, help="training jsonl to write")
-    parser.add_argument("--range_min", type=int, default=0, help="first rank used (0-based)")
-    parser.add_argument("--range_max", type=int, default=100, help="rank after the last used")
-    parser.add_argument("--negative_number", type=int, default=30)
-    parser.add_argument(
-        "--perc_pos",
-        type=float,
-        default=0.95,
-        help="drop candidates scoring above this fraction of the positive's score; 0 disables",
-    )
-    parser.add_argument("--sample", choices=SAMPLES, default="top")
-    parser.add_argument("--seed", type=int, default=42)
-    return parser
 
 
 def write_training_file(
@@ -188,33 +160,3 @@ def write_training_file(
                     "negative_passages": [passage[d] for d in negatives[qid]],
                 }
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    qrels = load_qrels(args.qrels)
-    run = read_run(args.run)
-    negatives, report = mine_negatives(
-        run,
-        qrels,
-        range_min=args.range_min,
-        range_max=args.range_max,
-        negative_number=args.negative_number,
-        perc_pos=args.perc_pos if args.perc_pos > 0 else None,
-        seed=args.seed,
-        sample=args.sample,
-    )
-    write_training_file(
-        args.output,
-        negatives,
-        qrels,
-        load_queries(args.queries),
-        load_corpus(args.corpus),
-        sources=(args.qrels, args.run, args.corpus, args.queries),
-    )
-    with atomic_open(f"{args.output}.report.json", "w", encoding="utf-8") as handle:
-        json.dump(asdict(report), handle, indent=2)
-        handle.write("\n")
-    for line in report.lines():
-        print(line)
-    return 0

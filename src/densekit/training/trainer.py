@@ -23,6 +23,12 @@ from densekit.training import distributed
 from densekit.training.grad_cache import grad_cache_step
 
 
+def loss_targets(inputs: dict[str, Any]) -> torch.Tensor | None:
+    """What a distilling loss learns from: teacher scores, else graded labels, else nothing."""
+    teacher = inputs.get("teacher_scores")
+    return teacher if teacher is not None else inputs.get("labels")
+
+
 class EpochCallback(TrainerCallback):
     """Tells the dataset which epoch starts, so group sampling differs per epoch."""
 
@@ -83,7 +89,7 @@ class RetrievalTrainer(Trainer):
         num_items_in_batch: Any = None,
     ):
         output = model(query=inputs["query"], passage=inputs["passage"])
-        loss = self.contrastive_loss(output.q_reps, output.p_reps, inputs.get("teacher_scores"))
+        loss = self.contrastive_loss(output.q_reps, output.p_reps, loss_targets(inputs))
         return (loss, output) if return_outputs else loss
 
     def training_step(
@@ -95,7 +101,7 @@ class RetrievalTrainer(Trainer):
         model.train()
         inputs = self._prepare_inputs(inputs)
         steps = self.current_gradient_accumulation_steps
-        teacher = inputs.get("teacher_scores")
+        teacher = loss_targets(inputs)
 
         def loss_and_backward(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
             with self.compute_loss_context_manager():
@@ -129,19 +135,20 @@ class RetrievalTrainer(Trainer):
     ):
         """Eval: the loss, each query's scores over its own group, and the group's labels.
 
-        Labels are the items' scores when given (graded labels, teacher scores), else 1 for the
-        positive and 0 for the negatives; ``IRMetrics`` turns them into nDCG, MRR and recall.
+        Labels are the graded qrels labels when the data has them, else 1 for the positive and
+        0 for the negatives; teacher scores are never labels. ``IRMetrics`` turns them into
+        nDCG, MRR and recall.
         """
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             output = model(query=inputs["query"], passage=inputs["passage"])
             q, p = output.q_reps, output.p_reps
-            loss = self.loss_fn(q, p, inputs.get("teacher_scores")).detach()
+            loss = self.loss_fn(q, p, loss_targets(inputs)).detach()
             group = p.size(0) // q.size(0)
             scores = torch.einsum("nd,ngd->ng", q, p.view(q.size(0), group, -1)).float()
         if prediction_loss_only:
             return loss, None, None
-        labels = inputs.get("teacher_scores")
+        labels = inputs.get("labels")
         if labels is None:
             labels = torch.zeros_like(scores)
             labels[:, 0] = 1.0

@@ -1,30 +1,37 @@
-"""Read and write ranked result lists (runs) in TREC or MS MARCO form.
+"""Runs (ranked result lists): the one in-memory type, and its TREC / MS MARCO files.
 
-TREC runs (``qid Q0 docid rank score tag``) are what trec_eval and most toolkits
-exchange; the MS MARCO form (``qid docid rank``) is what its leaderboards expect.
+In memory a run is ``{query_id: {doc_id: score}}`` with each query's documents in rank order
+(dicts keep insertion order). TREC runs (``qid Q0 docid rank score tag``) are what trec_eval and
+most toolkits exchange; the MS MARCO form (``qid docid rank``) is what its leaderboards expect.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from densekit.atomic import atomic_open
 from densekit.data.readers import iter_columns
 from densekit.errors import DataError, DensekitError
 
 FORMATS = ("trec", "msmarco")
+Run = dict[str, dict[str, float]]
 
 
-def read_run(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+def ranked(hits: Mapping[str, float]) -> list[tuple[str, float]]:
+    """One query's hits by score descending, equal scores by docid ascending."""
+    return sorted(hits.items(), key=lambda hit: (-hit[1], hit[0]))
+
+
+def read_run(path: str | os.PathLike) -> Run:
     """Return ``{query_id: {doc_id: score}}`` from a TREC or MS MARCO run file.
 
     The form is detected from the first line: 6 columns is TREC, 3 is MS MARCO, whose
     score is ``-rank`` so that higher is better everywhere. Malformed lines, scores
     that are not numbers and a document listed twice for a query raise DataError.
     """
-    run: dict[str, dict[str, float]] = {}
+    run: Run = {}
     layouts = {6: "TREC: qid Q0 docid rank score tag", 3: "MS MARCO: qid docid rank"}
     for number, fields in iter_columns(path, layouts):
         if len(fields) == 6:
@@ -46,7 +53,7 @@ def read_run(path: str | os.PathLike) -> dict[str, dict[str, float]]:
 
 def write_run(
     path: str | os.PathLike,
-    run: Mapping[str, Sequence[tuple[str, float]]],
+    run: Mapping[str, Mapping[str, float]],
     tag: str = "densekit",
     fmt: str = "trec",
 ) -> None:
@@ -61,8 +68,8 @@ def write_run(
     with atomic_open(path, "w", encoding="utf-8") as handle:
         for qid, docs in run.items():
             _check_token(qid, "query id")
-            ranked = sorted(docs, key=lambda doc: doc[1], reverse=True)
-            for rank, (docid, score) in enumerate(ranked, start=1):
+            order = sorted(docs.items(), key=lambda doc: doc[1], reverse=True)
+            for rank, (docid, score) in enumerate(order, start=1):
                 _check_token(docid, "document id")
                 if fmt == "trec":
                     handle.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from densekit import cli
+from densekit import commands as cli
 from densekit.arguments import parse_train_args
 from densekit.data.collator import tokenize
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
-from densekit.train import train
+from densekit.training.run import train
 
 QUIET = ["--report_to", "none", "--disable_tqdm", "true", "--logging_steps", "1"]
 PROBE = [

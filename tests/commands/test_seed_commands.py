@@ -15,8 +15,8 @@ import pytest
 import torch
 from conftest import free_port, run_launcher
 
-from densekit.cli import main as cli
-from densekit.train import main as train_main
+from densekit.commands import main as cli
+from densekit.commands.train import main as train_main
 
 SMALL = ["--max_steps", "2", "--save_steps", "20000", "--report_to", "none"]
 

@@ -7,7 +7,7 @@ import shutil
 
 from densekit.data.qrels import load_qrels
 from densekit.modeling.encoder import DenseEncoder
-from densekit.recipe import RecipeConfig, format_results, run_scifact, split_qrels
+from densekit.recipes.scifact import RecipeConfig, format_results, run_scifact, split_qrels
 
 
 def test_split_reproduces_the_shipped_dev_split(scifact_dir):

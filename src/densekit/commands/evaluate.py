@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from densekit.atomic import atomic_open
+from densekit.atomic import atomic_open, check_target
+from densekit.commands import run_guarded
 from densekit.data.qrels import load_qrels
+from densekit.data.runs import read_run
 from densekit.errors import DataError
 from densekit.evaluation.metrics import evaluate, format_table, parse_metrics
-from densekit.retrieval.trec import read_run
 
 DEFAULT_METRICS = "ndcg@10,mrr@10,recall@100,map@100,p@10,success@10"
 
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; DensekitError subclasses propagate to the dispatcher."""
     args = build_parser().parse_args(argv)
     metrics = parse_metrics(args.metrics)
+    if args.output:
+        check_target(args.output, folder=False)
     run = read_run(args.run)
     qrels = load_qrels(args.qrels)
     if not any(qid in qrels for qid in run):
@@ -53,9 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         for qid, values in per_query.items():
             print("\t".join([qid, *(f"{values[name]:.4f}" for name in metrics)]))
         print()
-    print(format_table(mean))
+    print(format_table({m: {"value": v} for m, v in mean.items()}, ["value"], label="metric"))
     if args.output:
         with atomic_open(args.output, "w", encoding="utf-8") as handle:
             json.dump({"mean": mean, "per_query": per_query}, handle, indent=2)
             handle.write("\n")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))

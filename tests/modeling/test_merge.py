@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from densekit.cli import main as cli
+from densekit.commands import main as cli
+from densekit.commands.train import main as train_main
 from densekit.retrieval.embeddings import load_embeddings
-from densekit.train import main as train_main
 
 
 def test_lora_checkpoint_encodes_identically_before_and_after_merge(
@@ -39,7 +39,7 @@ def test_lora_checkpoint_encodes_identically_before_and_after_merge(
                     "encode",
                     *args,
                     "--encode_output_path",
-                    str(tmp_path / name),
+                    str(tmp_path / f"{name}-vectors"),
                     "--pooling",
                     "mean",
                     "--normalize",
@@ -47,7 +47,7 @@ def test_lora_checkpoint_encodes_identically_before_and_after_merge(
             )
             == 0
         )
-        vectors[name] = load_embeddings(tmp_path / name)[1]
+        vectors[name] = load_embeddings(tmp_path / f"{name}-vectors")[1]
     np.testing.assert_allclose(vectors["merged"], vectors["lora"], atol=1e-5)
     assert not np.allclose(
         vectors["lora"], vectors["base"], atol=1e-4
@@ -69,7 +69,6 @@ def test_lora_training_continues_from_a_saved_adapter(tiny_model, tiny_train, tm
     from densekit.arguments import DataArguments, ModelArguments
     from densekit.data.collator import tokenize
     from densekit.modeling.encoder import DenseEncoder, load_tokenizer
-    from densekit.modeling.factory import build_encoder
 
     out = tmp_path / "lora"
     flags = [
@@ -81,7 +80,7 @@ def test_lora_training_continues_from_a_saved_adapter(tiny_model, tiny_train, tm
     args = ModelArguments(
         model_name_or_path=tiny_model, pooling="mean", lora=True, lora_name_or_path=str(out)
     )
-    resumed = build_encoder(args, DataArguments()).eval()
+    resumed = DenseEncoder.from_model_args(args, DataArguments()).eval()
     trainable = [n for n, p in resumed.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     saved = DenseEncoder.from_pretrained(str(out)).eval()

@@ -1,15 +1,16 @@
 """Model -> run in one call: encode a corpus and queries, search them exactly.
 
 Shared by the recipe and checkpoint evaluation; the command-line path is the same steps through
-files (``densekit encode`` then ``densekit search``).
+files (``densekit encode`` then ``densekit search``). Texts are formatted by the encoder's own
+config, so a model is evaluated on the text it was trained on.
 """
 
 from __future__ import annotations
 
 import datasets
 
-from densekit.data.train_dataset import format_passage
-from densekit.encode import encode_texts
+from densekit.data.runs import Run
+from densekit.inference.encode import encode_texts, passage_texts, query_texts
 from densekit.modeling.encoder import DenseEncoder
 from densekit.retrieval.index import build_index
 from densekit.retrieval.search import search_index
@@ -22,16 +23,14 @@ def dense_run(
     queries: datasets.Dataset,
     depth: int,
     bf16: bool,
-) -> dict[str, list[tuple[str, float]]]:
+) -> Run:
     """Encode ``corpus`` and ``queries`` with ``encoder`` and search them exactly (FAISS Flat)."""
-    settings = encoder.settings
-    passages = [
-        format_passage(t, x, " ", settings.passage_prefix)
-        for t, x in zip(corpus["title"], corpus["text"], strict=True)
-    ]
-    doc_vectors = encode_texts(encoder, tokenizer, passages, is_query=False, bf16=bf16)
-    query_texts = [settings.query_prefix + t for t in queries["text"]]
-    query_vectors = encode_texts(encoder, tokenizer, query_texts, is_query=True, bf16=bf16)
+    doc_vectors = encode_texts(
+        encoder, tokenizer, passage_texts(encoder, corpus), is_query=False, bf16=bf16
+    )
+    query_vectors = encode_texts(
+        encoder, tokenizer, query_texts(encoder, queries), is_query=True, bf16=bf16
+    )
     index = build_index(doc_vectors)
     return search_index(
         list(queries["query_id"]), query_vectors, index, list(corpus["docid"]), depth

@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import encode_and_search
 
-from densekit.cli import main as cli
-from densekit.train import main as train_main
+from densekit.commands import main as cli
+from densekit.commands.train import main as train_main
 
 
 def test_every_checkpoint_and_the_final_model_are_scored(
@@ -79,5 +79,8 @@ def test_a_folder_without_checkpoints_is_one_error(tmp_path, capsys):
         "--qrels",
         str(qrels),
     ]
+    (tmp_path / "empty").mkdir()
     assert cli(["evaluate-checkpoints", "--output_dir", str(tmp_path / "empty"), *args]) == 2
-    assert "no checkpoint" in capsys.readouterr().err
+    assert "no complete checkpoint" in capsys.readouterr().err
+    assert cli(["evaluate-checkpoints", "--output_dir", str(tmp_path / "missing"), *args]) == 2
+    assert "is not a folder" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""``densekit merge-lora``: fold a LoRA checkpoint's adapters into a full model folder.
+"""Fold a LoRA checkpoint's adapters into a full model folder (``densekit merge-lora``).
 
 The merged folder is a plain densekit (and sentence-transformers) model: no peft needed to use
 it, and it encodes what the adapter checkpoint encodes.
@@ -6,8 +6,6 @@ it, and it encodes what the adapter checkpoint encodes.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from densekit.atomic import atomic_path
@@ -15,7 +13,7 @@ from densekit.errors import ConfigError
 from densekit.modeling.encoder import ADAPTER_CONFIG, DenseEncoder, load_tokenizer
 
 
-def merge_lora(checkpoint: str, output: str) -> None:
+def merge_lora(checkpoint: str, output: str, overwrite: bool = False) -> None:
     """Load ``checkpoint`` (base + adapters), merge the adapters and save a full model."""
     folder = Path(checkpoint)
     towers = [folder, folder / "query_model", folder / "passage_model"]
@@ -31,25 +29,5 @@ def merge_lora(checkpoint: str, output: str) -> None:
             )
         setattr(encoder, name, merged[id(model)])
     encoder.settings.fine_tune_type = "full"
-    with atomic_path(output) as tmp:
+    with atomic_path(output, folder=True, overwrite=overwrite) as tmp:
         encoder.save_pretrained(tmp, tokenizer=load_tokenizer(checkpoint))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="densekit merge-lora", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--lora_name_or_path", "--checkpoint", required=True, help="LoRA checkpoint"
-    )
-    parser.add_argument("--output_dir", required=True, help="where the merged model goes")
-    args = parser.parse_args(argv)
-    merge_lora(args.lora_name_or_path, args.output_dir)
-    print(f"densekit merge-lora: merged model written to {args.output_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    from densekit.cli import run_guarded
-
-    sys.exit(run_guarded(main))

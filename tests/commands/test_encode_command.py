@@ -10,12 +10,12 @@ import pytest
 import torch
 from conftest import encode_and_search
 
-from densekit.cli import main as cli
+from densekit.commands import main as cli
 from densekit.data.qrels import load_qrels
+from densekit.data.runs import read_run
 from densekit.evaluation.metrics import evaluate
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.retrieval.embeddings import load_embeddings
-from densekit.retrieval.trec import read_run
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from densekit.data.runs import read_run, write_run
 from densekit.errors import DataError, DensekitError
-from densekit.retrieval.trec import read_run, write_run
 
 
 def _write(tmp_path, text, name="run.trec"):
@@ -58,7 +58,7 @@ def test_empty_run_is_an_error(tmp_path):
 
 def test_write_trec_sorts_stably_and_round_trips(tmp_path):
     path = tmp_path / "out" / "run.trec"
-    run = {"q2": [("a", 0.5), ("b", 0.9), ("c", 0.5), ("d", 0.1 + 0.2)], "q1": [("x", 1)]}
+    run = {"q2": {"a": 0.5, "b": 0.9, "c": 0.5, "d": 0.1 + 0.2}, "q1": {"x": 1}}
     write_run(path, run, tag="mytag")
     assert path.read_text(encoding="utf-8").splitlines() == [
         "q2 Q0 b 1 0.9 mytag",
@@ -72,7 +72,7 @@ def test_write_trec_sorts_stably_and_round_trips(tmp_path):
 
 def test_write_msmarco(tmp_path):
     path = tmp_path / "run.tsv"
-    write_run(path, {"q1": [("a", 0.1), ("b", 0.7)]}, fmt="msmarco")
+    write_run(path, {"q1": {"a": 0.1, "b": 0.7}}, fmt="msmarco")
     assert path.read_text(encoding="utf-8") == "q1\tb\t1\nq1\ta\t2\n"
     assert read_run(path) == {"q1": {"b": -1.0, "a": -2.0}}
 
@@ -81,13 +81,13 @@ def test_write_is_atomic_when_it_fails(tmp_path):
     path = tmp_path / "run.trec"
     path.write_text("old\n", encoding="utf-8")
     with pytest.raises(DensekitError, match="whitespace"):
-        write_run(path, {"q1": [("a", 1.0)], "q2": [("has space", 0.5)]})
+        write_run(path, {"q1": {"a": 1.0}, "q2": {"has space": 0.5}})
     assert path.read_text(encoding="utf-8") == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.trec"]
 
     fresh = tmp_path / "fresh.trec"
     with pytest.raises(DensekitError):
-        write_run(fresh, {"q1": [("a", 1.0)]}, fmt="csv")
+        write_run(fresh, {"q1": {"a": 1.0}}, fmt="csv")
     with pytest.raises(DensekitError):
-        write_run(fresh, {"q1": [("a", 1.0)]}, tag="two words")
+        write_run(fresh, {"q1": {"a": 1.0}}, tag="two words")
     assert not fresh.exists()

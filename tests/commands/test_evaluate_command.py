@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from densekit.commands.evaluate import main
 from densekit.errors import DataError, DensekitError
-from densekit.evaluation.evaluate_cli import main
 
 
 @pytest.fixture

@@ -1,0 +1,166 @@
+"""``densekit encode``: texts -> ``.npy`` vectors + ids, written atomically.
+
+Under ``torchrun`` every rank encodes its own shard without flags; a shard already on disk for
+the same source and kind is skipped, so an interrupted job resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import datasets
+import torch
+
+from densekit.atomic import check_target
+from densekit.commands import run_guarded
+from densekit.data.qrels import keep_judged, load_qrels
+from densekit.data.readers import load_corpus, load_queries
+from densekit.errors import ConfigError
+from densekit.inference.encode import encode_texts, passage_texts, query_texts, truncate
+from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+from densekit.resources import bundled_model_path
+from densekit.retrieval.embeddings import META_FILE, read_meta, save_embeddings
+
+logger = logging.getLogger("densekit.encode")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="densekit encode", description=__doc__.splitlines()[0])
+    p.add_argument("--model_name_or_path", default=None, help="densekit, ST or HF folder")
+    p.add_argument("--dataset_path", "--dataset_name", required=True, help="corpus or queries")
+    p.add_argument("--encode_output_path", required=True, help="output folder")
+    p.add_argument("--encode_is_query", action="store_true", help="encode queries")
+    p.add_argument("--qrels", help="keep only the queries judged in this qrels file")
+    p.add_argument("--batch_size", "--per_device_eval_batch_size", type=int, default=64)
+    p.add_argument("--query_max_len", "--q_max_len", type=int, default=None)
+    p.add_argument("--passage_max_len", "--p_max_len", type=int, default=None)
+    p.add_argument("--query_prefix", "--query_instruction_for_retrieval", default=None)
+    p.add_argument("--passage_prefix", "--passage_instruction_for_retrieval", default=None)
+    p.add_argument("--passage_field_separator", default=None, help="default: the model's")
+    p.add_argument("--pooling", "--sentence_pooling_method", default=None, help="cls|mean|last|eos")
+    p.add_argument("--normalize", "--normalized", action="store_true", default=None)
+    p.add_argument("--append_eos_token", action="store_true", default=None)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU or GPU)")
+    p.add_argument("--fp16", action="store_true", help="GPU only")
+    p.add_argument("--embedding_dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--truncate_dim", type=int, default=None, help="keep the first d dims")
+    p.add_argument(
+        "--num_shards", "--encode_num_shard", "--dataset_number_of_shards", type=int, default=None
+    )
+    p.add_argument(
+        "--shard_index", "--encode_shard_index", "--dataset_shard_index", type=int, default=None
+    )
+    p.add_argument("--overwrite", action="store_true", help="re-encode a shard already on disk")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
+    return p
+
+
+def _shard_plan(args: argparse.Namespace) -> tuple[int, int]:
+    num, index = args.num_shards, args.shard_index
+    if num is None and index is None:  # under torchrun each rank takes its own shard
+        num, index = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    num, index = num or 1, index or 0
+    if num < 1 or not 0 <= index < num:
+        raise ConfigError(f"--shard_index {index} is outside 0..{num - 1}")
+    return num, index
+
+
+def _source(path: str) -> str:
+    return str(Path(path).resolve()) if Path(path).exists() else str(path)
+
+
+def _already_done(out: Path, args: argparse.Namespace) -> bool:
+    """A complete folder for the same source and kind is skipped; any other is refused."""
+    if not (out / META_FILE).is_file() or args.overwrite:
+        return False
+    meta = read_meta(out)
+    kind = "queries" if args.encode_is_query else "corpus"
+    done_kind = "queries" if meta.get("is_query") else "corpus"
+    done_source = meta.get("source")
+    if done_kind != kind or (done_source and _source(done_source) != _source(args.dataset_path)):
+        raise ConfigError(
+            f"{out} already holds {done_kind} vectors of {done_source}; "
+            "pass --overwrite to replace them or choose another --encode_output_path"
+        )
+    return True
+
+
+def _read_table(args: argparse.Namespace, num_shards: int, shard_index: int) -> datasets.Dataset:
+    if args.encode_is_query:
+        table = load_queries(args.dataset_path)
+        if args.qrels:
+            table = keep_judged(table, load_qrels(args.qrels), args.qrels)
+    else:
+        table = load_corpus(args.dataset_path)
+    if num_shards > 1:
+        table = table.shard(num_shards, shard_index, contiguous=True)
+    return table
+
+
+def _load_encoder(args: argparse.Namespace) -> DenseEncoder:
+    return DenseEncoder.from_pretrained(
+        args.model_name_or_path,
+        pooling=args.pooling,
+        normalize=args.normalize,
+        query_prefix=args.query_prefix,
+        passage_prefix=args.passage_prefix,
+        passage_field_separator=args.passage_field_separator,
+        query_max_len=args.query_max_len,
+        passage_max_len=args.passage_max_len,
+        append_eos_token=args.append_eos_token,
+    )
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    if args.fp16 and not torch.cuda.is_available():
+        raise ConfigError("--fp16 needs a CUDA GPU; on CPU use --bf16 (autocast)")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch_size must be positive, got {args.batch_size}")
+    if args.truncate_dim is not None and args.truncate_dim < 1:
+        raise ConfigError(f"--truncate_dim must be positive, got {args.truncate_dim}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _check_flags(args)
+    num_shards, shard_index = _shard_plan(args)
+    out = Path(args.encode_output_path)
+    if num_shards > 1:
+        out = out / f"shard-{shard_index:05d}-of-{num_shards:05d}"
+    if _already_done(out, args):
+        print(f"densekit encode: {out} is complete; skipped (--overwrite to redo)")
+        return 0
+    check_target(out, folder=True, overwrite=args.overwrite)
+    # Data first: a bad file fails in a second, before any model is loaded.
+    table = _read_table(args, num_shards, shard_index)
+    args.model_name_or_path = args.model_name_or_path or bundled_model_path()
+    encoder = _load_encoder(args)
+    encoder.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = load_tokenizer(args.model_name_or_path, encoder.settings.padding_side)
+    if args.encode_is_query:
+        ids, texts = list(table["query_id"]), query_texts(encoder, table)
+    else:
+        ids, texts = list(table["docid"]), passage_texts(encoder, table)
+    vectors = encode_texts(
+        encoder, tokenizer, texts, args.encode_is_query, args.batch_size, bf16=args.bf16
+    )
+    if args.truncate_dim:
+        vectors = truncate(vectors, args.truncate_dim, encoder.settings.normalize)
+    meta = {
+        "model": args.model_name_or_path,
+        "is_query": args.encode_is_query,
+        "normalized": encoder.settings.normalize,
+        "shard": [shard_index, num_shards],
+        "source": _source(args.dataset_path),
+    }
+    save_embeddings(out, ids, vectors.astype(args.embedding_dtype), meta, overwrite=args.overwrite)
+    logger.info("wrote %d vectors of dim %d to %s", len(ids), vectors.shape[1], out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))

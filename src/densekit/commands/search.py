@@ -1,0 +1,117 @@
+"""``densekit search``: query embeddings against passage embeddings, written as a run file.
+
+By default every passage shard goes into one index; ``--shard_by_shard`` indexes and searches
+one shard at a time and merges the per-shard top-k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from densekit.atomic import check_target
+from densekit.commands import run_guarded
+from densekit.data.runs import FORMATS, Run, write_run
+from densekit.errors import ConfigError
+from densekit.retrieval.embeddings import embedding_shards, load_embeddings
+from densekit.retrieval.index import build_index, load_index, save_index, set_search_params
+from densekit.retrieval.search import check_dims, search_index, search_shards
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="densekit search", description=__doc__.splitlines()[0])
+    parser.add_argument("--query_reps", required=True, help="query embedding folder")
+    parser.add_argument(
+        "--passage_reps",
+        help="passage embedding folder, folder of shard-* folders, or a quoted glob of folders",
+    )
+    parser.add_argument("--depth", type=int, default=100)
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=1024,
+        help="queries per FAISS call (large batches use BLAS best)",
+    )
+    parser.add_argument("--save_ranking_to", required=True)
+    parser.add_argument("--index_factory", default="Flat", help="FAISS factory string")
+    parser.add_argument(
+        "--search_params", default=None, help='FAISS search parameters, e.g. "nprobe=16"'
+    )
+    stored = parser.add_mutually_exclusive_group()
+    stored.add_argument("--save_index", help="folder to keep the built index in")
+    stored.add_argument("--load_index", help="folder of an index saved with --save_index")
+    parser.add_argument(
+        "--shard_by_shard",
+        action="store_true",
+        help="index and search one passage shard at a time, then merge",
+    )
+    parser.add_argument("--ranking_format", choices=FORMATS, default="trec")
+    parser.add_argument("--run_tag", default="densekit")
+    parser.add_argument(
+        "--remove_query_from_results",
+        action="store_true",
+        help="drop a passage whose id equals the query id (as BEIR evaluation does)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier --save_index")
+    return parser
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.depth < 1 or args.batch_size < 1:
+        raise ConfigError("--depth and --batch_size must be positive")
+    if args.load_index and (args.passage_reps or args.shard_by_shard):
+        raise ConfigError("--load_index replaces --passage_reps and --shard_by_shard")
+    if not args.load_index and not args.passage_reps:
+        raise ConfigError("give --passage_reps (or --load_index)")
+    if args.save_index and args.shard_by_shard:
+        raise ConfigError("--save_index needs one index; it cannot be used with --shard_by_shard")
+    check_target(args.save_ranking_to, folder=False)
+    if args.save_index:
+        check_target(args.save_index, folder=True, overwrite=args.overwrite)
+
+
+def _one_index_run(args: argparse.Namespace, query_ids: list[str], query_reps) -> Run:
+    if args.load_index:
+        index, doc_ids = load_index(args.load_index)
+        check_dims(index.d, query_reps, args.load_index)
+    else:
+        doc_ids, passage_reps = load_embeddings(args.passage_reps)
+        check_dims(passage_reps.shape[1], query_reps, args.passage_reps)
+        index = build_index(passage_reps, args.index_factory)
+        if args.save_index:
+            save_index(index, doc_ids, args.save_index, overwrite=args.overwrite)
+    set_search_params(index, args.search_params)
+    return search_index(
+        query_ids,
+        query_reps,
+        index,
+        doc_ids,
+        args.depth,
+        args.batch_size,
+        args.remove_query_from_results,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _check(args)
+    query_ids, query_reps = load_embeddings(args.query_reps)
+    if args.shard_by_shard:
+        run = search_shards(
+            query_ids,
+            query_reps,
+            embedding_shards(args.passage_reps),
+            args.depth,
+            args.index_factory,
+            args.batch_size,
+            args.remove_query_from_results,
+            args.search_params,
+        )
+    else:
+        run = _one_index_run(args, query_ids, query_reps)
+    write_run(args.save_ranking_to, run, tag=args.run_tag, fmt=args.ranking_format)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))

@@ -1,0 +1,44 @@
+"""``densekit train``: train a bi-encoder from Tevatron, PaddleNLP or FlagEmbedding flags.
+
+Also ``python -m densekit.train``, so it runs under ``torchrun -m densekit.train``,
+``python -m torch.distributed.launch``, ``accelerate launch -m densekit.train`` and
+``deepspeed --module densekit.train``. A single ``.json``/``.yaml`` file may replace the flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from transformers import HfArgumentParser
+
+from densekit.arguments import build_parser as build_hf_parser
+from densekit.arguments import parse_train_args
+from densekit.commands import run_guarded
+from densekit.training.run import train
+
+
+def build_parser() -> HfArgumentParser:
+    """The three argument dataclasses' parser (``--help`` lists every flag and alias)."""
+    parser = build_hf_parser()
+    parser.prog = "densekit train"
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(flag in argv for flag in ("-h", "--help")):
+        build_parser().print_help()
+        return 0
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING,
+    )
+    model_args, data_args, training_args = parse_train_args(argv)
+    train(model_args, data_args, training_args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))

@@ -1,0 +1,223 @@
+"""sentence-transformers model folders: read their settings and write ours, in one place.
+
+Reading covers the forms sentence-transformers 3 to 6 write (``pooling_mode_*`` booleans or
+one ``pooling_mode`` string, ``max_seq_length`` in ``sentence_bert_config.json`` or only in the
+tokenizer config, module type paths of every version). A module densekit cannot reproduce is
+refused with one line rather than silently encoded differently from ``SentenceTransformer``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from densekit.errors import ConfigError
+
+MODULES_FILE = "modules.json"
+DENSE_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+# sentence-transformers pooling names (new string form and legacy boolean keys) -> densekit's.
+_POOLING_NAMES = {"cls": "cls", "mean": "mean", "lasttoken": "last"}
+_LEGACY_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_lasttoken": "lasttoken",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+}
+_IDENTITY = ("torch.nn.modules.linear.Identity", "torch.nn.Identity", "Identity")
+_TOKENIZER_LIMIT = 1_000_000  # tokenizers without a limit store a huge sentinel
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not readable JSON ({exc})") from None
+
+
+def _kind(module: dict[str, Any]) -> str:
+    """The class name at the end of a module's type path, in any version's package layout."""
+    return str(module.get("type", "")).rsplit(".", 1)[-1]
+
+
+def pooling_mode(config: dict[str, Any], source: Path) -> str:
+    """densekit's pooling for a Pooling module config, or a ConfigError naming the mode."""
+    mode = config.get("pooling_mode")
+    if mode is None:
+        active = [name for key, name in _LEGACY_KEYS.items() if config.get(key)]
+        mode = active[0] if len(active) == 1 else active
+    if isinstance(mode, list) and len(mode) == 1:
+        mode = mode[0]
+    if not isinstance(mode, str) or mode not in _POOLING_NAMES:
+        raise ConfigError(
+            f"{source}: pooling {mode!r} is not supported by densekit (cls, mean, lasttoken)"
+        )
+    return _POOLING_NAMES[mode]
+
+
+def _max_length(folder: Path, module_dir: Path) -> int | None:
+    """``max_seq_length``, else the tokenizer's ``model_max_length`` (what ST 6 falls back to)."""
+    for config in (module_dir / "sentence_bert_config.json", folder / "sentence_bert_config.json"):
+        if config.is_file():
+            value = _read_json(config).get("max_seq_length")
+            if value:
+                return int(value)
+    tokenizer_config = folder / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        value = _read_json(tokenizer_config).get("model_max_length")
+        if isinstance(value, int) and 0 < value < _TOKENIZER_LIMIT:
+            return value
+    return None
+
+
+def _dense_settings(config: dict[str, Any], module_dir: Path) -> dict[str, Any]:
+    source = module_dir / "config.json"
+    activation = config.get("activation_function", _IDENTITY[0])
+    if activation not in _IDENTITY:
+        raise ConfigError(
+            f"{source}: Dense activation {activation!r} is not supported by densekit (identity only)"
+        )
+    if not config.get("bias", True):
+        raise ConfigError(f"{source}: a Dense module without bias is not supported by densekit")
+    return {
+        "projection_in_dim": int(config["in_features"]),
+        "projection_out_dim": int(config["out_features"]),
+        "st_dense_path": str(module_dir),
+    }
+
+
+def read_settings(path: str | Path) -> dict[str, Any]:
+    """Encoder settings from a sentence-transformers folder (empty for a plain HF folder)."""
+    folder = Path(path)
+    if not (folder / MODULES_FILE).is_file():
+        return {}
+    out: dict[str, Any] = {}
+    modules = _read_json(folder / MODULES_FILE)
+    for position, module in enumerate(modules):
+        kind = _kind(module)
+        module_dir = folder / module.get("path", "")
+        if kind == "Transformer" and position == 0:
+            length = _max_length(folder, module_dir)
+            if length:
+                out["query_max_len"] = out["passage_max_len"] = length
+        elif kind == "Pooling":
+            config = _read_json(module_dir / "config.json")
+            out["pooling"] = pooling_mode(config, module_dir / "config.json")
+            out["st_include_prompt"] = bool(config.get("include_prompt", True))
+        elif kind == "Dense" and "st_dense_path" not in out:
+            out.update(_dense_settings(_read_json(module_dir / "config.json"), module_dir))
+        elif kind == "Normalize":
+            out["normalize"] = True
+        else:
+            raise ConfigError(
+                f"{folder / MODULES_FILE}: module {position} ({module.get('type')}) is not "
+                "supported by densekit: encode this model with sentence-transformers"
+            )
+    out.update(_prompts(folder))
+    if out.pop("st_include_prompt", True) is False and (
+        out.get("query_prefix") or out.get("passage_prefix")
+    ):
+        raise ConfigError(
+            f"{folder}: Pooling excludes prompt tokens (include_prompt false); densekit pools them"
+        )
+    return out
+
+
+def _prompts(folder: Path) -> dict[str, str]:
+    config = folder / "config_sentence_transformers.json"
+    if not config.is_file():
+        return {}
+    prompts = _read_json(config).get("prompts") or {}
+    out = {}
+    if prompts.get("query"):
+        out["query_prefix"] = prompts["query"]
+    for name in ("document", "passage", "corpus"):
+        if prompts.get(name):
+            out["passage_prefix"] = prompts[name]
+    return out
+
+
+def load_dense(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The ``Dense`` module's weights as ``nn.Linear`` state (``weight``, ``bias``)."""
+    folder = Path(folder)
+    for name in DENSE_WEIGHTS:
+        if (folder / name).is_file():
+            state = (
+                load_file(str(folder / name))
+                if name.endswith(".safetensors")
+                else torch.load(folder / name, map_location="cpu", weights_only=True)
+            )
+            return {k.removeprefix("linear."): v for k, v in state.items()}
+    raise ConfigError(f"{folder}: Dense module without weights ({' or '.join(DENSE_WEIGHTS)})")
+
+
+def _module(idx: int, path: str, kind: str) -> dict[str, Any]:
+    return {
+        "idx": idx,
+        "name": str(idx),
+        "path": path,
+        "type": f"sentence_transformers.models.{kind}",
+    }
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def write_files(
+    folder: str | Path,
+    settings: Any,
+    hidden_size: int,
+    pooler: torch.nn.Linear | None,
+) -> None:
+    """sentence-transformers module files for a tied encoder saved at the root of ``folder``."""
+    folder = Path(folder)
+    modules = [_module(0, "", "Transformer")]
+    pooling_dir = folder / "1_Pooling"
+    pooling_dir.mkdir(exist_ok=True)
+    legacy = {key: False for key in _LEGACY_KEYS}
+    st_name = {v: k for k, v in _POOLING_NAMES.items()}[settings.pooling]
+    legacy[next(k for k, v in _LEGACY_KEYS.items() if v == st_name)] = True
+    _write_json(
+        pooling_dir / "config.json",
+        {"word_embedding_dimension": hidden_size, "include_prompt": True, **legacy},
+    )
+    modules.append(_module(1, "1_Pooling", "Pooling"))
+    if pooler is not None:
+        dense_dir = folder / "2_Dense"
+        dense_dir.mkdir(exist_ok=True)
+        _write_json(
+            dense_dir / "config.json",
+            {
+                "in_features": pooler.in_features,
+                "out_features": pooler.out_features,
+                "bias": True,
+                "activation_function": _IDENTITY[0],
+            },
+        )
+        state = {f"linear.{k}": v.detach().contiguous() for k, v in pooler.state_dict().items()}
+        save_file(state, str(dense_dir / "model.safetensors"))
+        modules.append(_module(2, "2_Dense", "Dense"))
+    if settings.normalize:
+        idx = len(modules)
+        (folder / f"{idx}_Normalize").mkdir(exist_ok=True)
+        modules.append(_module(idx, f"{idx}_Normalize", "Normalize"))
+    _write_json(folder / MODULES_FILE, modules)
+    _write_json(
+        folder / "sentence_bert_config.json",
+        {"max_seq_length": settings.passage_max_len, "do_lower_case": False},
+    )
+    prompts = {"query": settings.query_prefix, "document": settings.passage_prefix}
+    _write_json(
+        folder / "config_sentence_transformers.json",
+        {
+            "prompts": {k: v for k, v in prompts.items() if v},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine" if settings.normalize else "dot",
+        },
+    )

@@ -1,0 +1,85 @@
+"""Every command is reachable as ``densekit <cmd>`` and ``python -m``; the library never imports
+a command."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from densekit.commands import COMMANDS, main, module_name
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "densekit"
+ENTRY_POINTS = {"commands", "train.py", "encode.py", "__main__.py"}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_dispatcher_shows_each_commands_help(command, capsys):
+    try:
+        code = main([command, "--help"])
+    except SystemExit as stop:  # argparse exits after printing help
+        code = stop.code
+    assert code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs_every_command():
+    """All modules at once (2 cores): each prints its usage and exits 0."""
+    modules = [module_name(c) for c in sorted(COMMANDS)] + ["densekit.train", "densekit.encode"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = {
+        m: subprocess.Popen(
+            [sys.executable, "-m", m, "--help"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for m in modules
+    }
+    for module, proc in procs.items():
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, f"{module}: {err[-500:]}"
+        assert "usage:" in out, module
+
+
+def test_console_script_and_python_dash_m_densekit():
+    script = Path(sys.executable).with_name("densekit")
+    for cmd in ([str(script), "losses"], [sys.executable, "-m", "densekit", "losses"]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-500:]
+        assert "infonce" in done.stdout and "matryoshka" in done.stdout
+
+
+def test_unknown_command_is_one_error(capsys):
+    assert main(["nope"]) == 2
+    assert "unknown command 'nope'" in capsys.readouterr().err
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_no_library_module_imports_a_command():
+    library = [p for p in SRC.rglob("*.py") if p.relative_to(SRC).parts[0] not in ENTRY_POINTS]
+    assert len(library) > 20
+    offenders = {
+        str(p.relative_to(SRC)): sorted(n for n in _imports(p) if n.startswith("densekit.commands"))
+        for p in library
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_modeling_does_not_import_the_argument_layer():
+    for path in (SRC / "modeling").rglob("*.py"):
+        assert "densekit.arguments" not in _imports(path), path.name

@@ -1,0 +1,44 @@
+"""What a training run checks before it starts, and the loss it builds from the flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from densekit.arguments import DataArguments, ModelArguments, RetrievalTrainingArguments
+from densekit.errors import ConfigError
+from densekit.modeling.encoder import DenseEncoder
+from densekit.modeling.losses import InfoNCELoss, MatryoshkaLoss
+from densekit.training.run import build_loss, check_steps
+
+
+def _args(tmp_path, **kwargs):
+    return RetrievalTrainingArguments(output_dir=str(tmp_path / "out"), **kwargs)
+
+
+def test_zero_optimizer_steps_fail_before_training(tmp_path):
+    args = _args(tmp_path, per_device_train_batch_size=8)
+    with pytest.raises(ConfigError, match="7 training examples make 0 full batches"):
+        check_steps(args, 7, "train.jsonl")
+    check_steps(args, 8, "train.jsonl")
+    accumulating = _args(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=3)
+    with pytest.raises(ConfigError, match="fewer than one optimizer step"):
+        check_steps(accumulating, 8, "train.jsonl")
+    check_steps(_args(tmp_path, per_device_train_batch_size=8, max_steps=2), 1, "t")
+
+
+@pytest.mark.parametrize("flag", ["per_device_train_batch_size", "gc_p_chunk_size"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_non_positive_sizes_are_refused_before_anything_is_written(tmp_path, flag, value):
+    with pytest.raises(ConfigError, match=f"--{flag} must be positive"):
+        _args(tmp_path, **{flag: value})
+    assert not (tmp_path / "out").exists()
+
+
+def test_matryoshka_dims_without_weights_wrap_the_chosen_loss(tiny_model):
+    model_args = ModelArguments(
+        model_name_or_path=tiny_model, use_matryoshka=True, matryoshka_dims="8,16", margin=0.2
+    )
+    encoder = DenseEncoder.from_model_args(model_args, DataArguments())
+    loss = build_loss(model_args, encoder)
+    assert isinstance(loss, MatryoshkaLoss) and isinstance(loss.base, InfoNCELoss)
+    assert loss.dims == [8, 16] and loss.weights == [1.0, 1.0] and loss.base.margin == 0.2
