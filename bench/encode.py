@@ -38,8 +38,8 @@ from _common import (
 )
 
 from densekit.data.qrels import load_qrels
-from densekit.inference.encode import encode_texts
 from densekit.evaluation.metrics import evaluate
+from densekit.inference.encode import encode_texts
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.retrieval.index import build_index
 from densekit.retrieval.search import search_index
