@@ -19,8 +19,9 @@ from torch.utils.data import Dataset
 
 from densekit.data.formatting import TextFormat
 from densekit.data.qrels import load_qrels
-from densekit.data.readers import TRAIN_FEATURES, load_corpus, load_queries, text_lines
+from densekit.data.readers import TRAIN_FEATURES, load_corpus, load_queries
 from densekit.data.runs import read_run
+from densekit.data.text_files import text_lines
 from densekit.data.train_dataset import Corpus, TrainDataset
 from densekit.errors import DataError
 

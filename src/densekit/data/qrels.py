@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import datasets
 
-from densekit.data.readers import iter_columns
+from densekit.data.text_files import iter_columns
 from densekit.errors import DataError
 
 

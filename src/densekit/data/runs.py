@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 
 from densekit.atomic import atomic_open
-from densekit.data.readers import iter_columns
+from densekit.data.text_files import iter_columns
 from densekit.errors import DataError, DensekitError
 
 FORMATS = ("trec", "msmarco")
