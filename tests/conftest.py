@@ -19,6 +19,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Same numerics on every CPU: tests compare against fp32 oracles (tests of "auto" override it).
+os.environ["DENSEKIT_PRECISION"] = "fp32"
 os.environ.setdefault("WANDB_DISABLED", "true")
 
 import datasets  # noqa: E402

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
+from densekit import precision
 from densekit.errors import ConfigError
 from densekit.resources import bundled_model_path
 
@@ -215,6 +216,10 @@ class RetrievalTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "contrastive batches must be full"}
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "kept for the collator"})
+    precision: str = field(
+        default="auto",
+        metadata={"help": "auto (bf16 where native, else fp32) | fp32 | bf16 (= --bf16)"},
+    )
 
     def __post_init__(self) -> None:
         if self.output_dir is None:
@@ -231,7 +236,18 @@ class RetrievalTrainingArguments(TrainingArguments):
             raise ConfigError("--learning_rate and --num_train_epochs must not be negative")
         if not torch.cuda.is_available():
             self.use_cpu = True
+        self._resolve_precision()
         super().__post_init__()
+
+    def _resolve_precision(self) -> None:
+        """``--bf16`` and ``--fp16`` are explicit; otherwise ``--precision`` decides (``auto``:
+        bf16 only where the device computes it natively)."""
+        if self.fp16:
+            return
+        requested = "bf16" if self.bf16 else self.precision
+        device = "cpu" if self.use_cpu else "cuda"
+        self.bf16 = precision.resolve(requested, device) == "bf16"
+        self.precision = "bf16" if self.bf16 else "fp32"
 
 
 PARSER_TYPES = (ModelArguments, DataArguments, RetrievalTrainingArguments)

@@ -15,6 +15,7 @@ from pathlib import Path
 import datasets
 import torch
 
+from densekit import precision
 from densekit.atomic import check_target
 from densekit.commands import run_guarded
 from densekit.data.qrels import keep_judged, load_qrels
@@ -22,6 +23,7 @@ from densekit.data.readers import load_corpus, load_queries
 from densekit.errors import ConfigError
 from densekit.inference.encode import encode_texts, passage_texts, query_texts, truncate
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+from densekit.precision import PRECISIONS
 from densekit.resources import bundled_model_path
 from densekit.retrieval.embeddings import META_FILE, read_meta, save_embeddings
 
@@ -44,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", "--sentence_pooling_method", default=None, help="cls|mean|last|eos")
     p.add_argument("--normalize", "--normalized", action="store_true", default=None)
     p.add_argument("--append_eos_token", action="store_true", default=None)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU or GPU)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto: bf16 where the device does it natively, else fp32",
+    )
+    p.add_argument("--bf16", action="store_true", help="same as --precision bf16")
     p.add_argument("--fp16", action="store_true", help="GPU only")
     p.add_argument("--embedding_dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--truncate_dim", type=int, default=None, help="keep the first d dims")
@@ -139,14 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     table = _read_table(args, num_shards, shard_index)
     args.model_name_or_path = args.model_name_or_path or bundled_model_path()
     encoder = _load_encoder(args)
-    encoder.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    encoder.to(device)
+    bf16 = precision.resolve("bf16" if args.bf16 else args.precision, device) == "bf16"
     tokenizer = load_tokenizer(args.model_name_or_path, encoder.settings.padding_side)
     if args.encode_is_query:
         ids, texts = list(table["query_id"]), query_texts(encoder, table)
     else:
         ids, texts = list(table["docid"]), passage_texts(encoder, table)
     vectors = encode_texts(
-        encoder, tokenizer, texts, args.encode_is_query, args.batch_size, bf16=args.bf16
+        encoder, tokenizer, texts, args.encode_is_query, args.batch_size, bf16=bf16
     )
     if args.truncate_dim:
         vectors = truncate(vectors, args.truncate_dim, encoder.settings.normalize)
@@ -154,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model_name_or_path,
         "is_query": args.encode_is_query,
         "normalized": encoder.settings.normalize,
+        "precision": "bf16" if bf16 else "fp32",
         "shard": [shard_index, num_shards],
         "source": _source(args.dataset_path),
     }
