@@ -1,29 +1,28 @@
-"""``densekit recipe scifact``: BM25, zero-shot, mined negatives, fine-tuning and evaluation."""
+"""``densekit recipe``: BM25, zero-shot, mined negatives, fine-tuning and evaluation.
+
+``densekit recipe scifact`` runs on the bundled SciFact data; ``--data_dir DIR`` on any
+BEIR-layout folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/train.tsv`` and optionally
+``qrels/dev.tsv`` and ``qrels/test.tsv``). Every knob is a flag, or comes from ``--config``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from densekit.commands import run_guarded
-from densekit.recipes.scifact import RecipeConfig, run_scifact
+from densekit.recipes.config import add_flags, build_config
+from densekit.recipes.pipeline import run_recipe
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="densekit recipe", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["scifact"])
-    parser.add_argument("--output_dir", default="runs/scifact")
-    parser.add_argument(
-        "--data_dir", default=None, help="BEIR-layout folder (default: the bundled SciFact)"
-    )
-    parser.add_argument("--model_name_or_path", default=None)
+    parser.add_argument("name", nargs="?", choices=["scifact"], help="the bundled data set")
+    parser.add_argument("--config", help="YAML or JSON file of recipe settings")
     parser.add_argument("--quick", action="store_true", help="a subset, in a few minutes")
-    parser.add_argument(
-        "--bf16", action="store_true", help="bf16 autocast for training and encoding"
-    )
-    parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--bf16", action="store_true", help="same as --precision bf16")
+    add_flags(parser)
     return parser
 
 
@@ -32,13 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
     )
-    config = RecipeConfig(output_dir=Path(args.output_dir), model=args.model_name_or_path)
-    config.bf16 = args.bf16
-    if args.data_dir:
-        config.data_dir = Path(args.data_dir)
-    if args.epochs is not None:
-        config.epochs = args.epochs
-    run_scifact(config, quick=args.quick)
+    if args.bf16:
+        args.precision = "bf16"
+    run_recipe(build_config(args), quick=args.quick)
     return 0
 
 

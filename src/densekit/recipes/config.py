@@ -1,0 +1,116 @@
+"""The recipe's knobs: one dataclass, every field a flag, loadable from YAML or JSON.
+
+The resolved config (defaults, file, then flags) is written into the output folder, so a
+result can always be traced back to what produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from densekit.errors import ConfigError
+from densekit.resources import bundled_data_dir
+
+
+@dataclass
+class RecipeConfig:
+    """Data, model and training knobs of the retriever recipe (defaults: the SciFact setting)."""
+
+    data_dir: str = field(default_factory=lambda: str(bundled_data_dir()))
+    output_dir: str = "runs/scifact"
+    model: str | None = None
+    dev_size: int = 200
+    seed: int = 2026
+    epochs: float = 1.0
+    batch_size: int = 32
+    group_size: int = 4
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    temperature: float = 0.05
+    query_max_len: int = 64
+    passage_max_len: int = 256
+    negatives: int = 15
+    mine_from: int = 3
+    mine_to: int = 50
+    depth: int = 100
+    precision: str = "auto"
+    grad_cache: bool = True
+    gc_chunk_size: int = 32
+    max_train_queries: int | None = None
+    max_dev_queries: int | None = None
+    max_corpus: int | None = None
+
+    def shrink(self) -> None:
+        """The few-minute ``--quick`` variant: 256 train and 100 dev queries, 1,500 passages."""
+        self.epochs = min(self.epochs, 1.0)
+        self.passage_max_len = 128
+        self.negatives = 7
+        self.max_train_queries, self.max_dev_queries, self.max_corpus = 256, 100, 1500
+
+    def resolved(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / "recipe_config.json").write_text(
+            json.dumps(self.resolved(), indent=2) + "\n", encoding="utf-8"
+        )
+
+
+def _kind(name: str) -> type:
+    hint = str(RecipeConfig.__dataclass_fields__[name].type)
+    for kind in (bool, int, float):
+        if hint.startswith(kind.__name__):
+            return kind
+    return str
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field (``--batch_size 64``, ``--grad_cache false``)."""
+    for item in fields(RecipeConfig):
+        kind = _kind(item.name)
+        parser.add_argument(
+            f"--{item.name}",
+            type=_parse_bool if kind is bool else kind,
+            default=None,
+            metavar=kind.__name__.upper(),
+        )
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+        values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON/YAML recipe config ({exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of recipe settings")
+    unknown = sorted(set(values) - set(RecipeConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"{path}: unknown recipe setting(s): {', '.join(unknown)}")
+    return values
+
+
+def build_config(args: argparse.Namespace) -> RecipeConfig:
+    """Defaults, then ``--config FILE``, then flags given on the command line."""
+    config = RecipeConfig()
+    values = _read_file(args.config) if getattr(args, "config", None) else {}
+    values.update({k: v for k, v in vars(args).items() if v is not None})
+    for key, value in values.items():
+        if key in RecipeConfig.__dataclass_fields__ and value is not None:
+            kind = _kind(key)
+            setattr(config, key, value if kind is str or isinstance(value, kind) else kind(value))
+    return config

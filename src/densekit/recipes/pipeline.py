@@ -1,0 +1,212 @@
+"""The retriever recipe: BM25 -> zero-shot -> mined negatives -> fine-tune -> evaluate.
+
+Any BEIR-layout folder (the bundled SciFact by default), composed from densekit's Python API,
+one function per stage. Every choice is made on the dev split; a test split, when the folder
+has one, is read and evaluated once, after all of them. Writes the tables, the runs, the model
+and the resolved config to ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import datasets
+
+from densekit.arguments import DataArguments, ModelArguments, RetrievalTrainingArguments
+from densekit.atomic import atomic_open
+from densekit.data.qrels import load_qrels
+from densekit.data.runs import Run, write_run
+from densekit.evaluation.metrics import evaluate, format_table
+from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+from densekit.recipes.config import RecipeConfig
+from densekit.recipes.data import Qrels, RecipeData, load_data
+from densekit.resources import bundled_model_path
+from densekit.retrieval.bm25 import bm25_run
+from densekit.retrieval.dense import dense_run
+from densekit.retrieval.mine import MineReport, mine_negatives, write_training_file
+from densekit.training.run import train
+
+logger = logging.getLogger("densekit.recipe")
+
+METRICS = ["ndcg@10", "mrr@10", "recall@100"]
+Results = dict[str, dict[str, float]]
+
+
+class Stopwatch:
+    """Seconds spent per stage, for the table and the report."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        logger.info("== %s", name)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - start
+
+
+def _bf16(config: RecipeConfig) -> bool:
+    from densekit import precision
+
+    return precision.resolve(config.precision) == "bf16"
+
+
+def model_run(config: RecipeConfig, model: str, corpus, queries: datasets.Dataset) -> Run:
+    """``model``'s exact-search run over ``queries`` with the recipe's lengths."""
+    encoder = DenseEncoder.from_pretrained(
+        model, query_max_len=config.query_max_len, passage_max_len=config.passage_max_len
+    )
+    tokenizer = load_tokenizer(model)
+    return dense_run(encoder, tokenizer, corpus, queries, config.depth, _bf16(config))
+
+
+def mine(config: RecipeConfig, data: RecipeData, run: Run, out: Path) -> tuple[Path, MineReport]:
+    """Hard negatives for the train queries from ``run``, written as a training file."""
+    train_run = {q: run[q] for q in data.train_qrels if q in run}
+    negatives, report = mine_negatives(
+        train_run,
+        data.train_qrels,
+        range_min=config.mine_from,
+        range_max=config.mine_to,
+        negative_number=config.negatives,
+        seed=config.seed,
+    )
+    train_file = out / "train.mined.jsonl"
+    queries = data.queries_of(data.train_qrels)
+    write_training_file(train_file, negatives, data.train_qrels, queries, data.corpus)
+    logger.info("mining: %s", "; ".join(report.lines()))
+    return train_file, report
+
+
+def fine_tune(config: RecipeConfig, base: str, train_file: Path, model_dir: Path) -> None:
+    """Train ``base`` on the mined file with the config's hyper-parameters (GradCache chunks
+    bound the memory; the gradient is the full batch's)."""
+    model_args = ModelArguments(model_name_or_path=base, temperature=config.temperature)
+    data_args = DataArguments(
+        dataset_path=str(train_file),
+        train_group_size=config.group_size,
+        query_max_len=config.query_max_len,
+        passage_max_len=config.passage_max_len,
+    )
+    training_args = RetrievalTrainingArguments(
+        output_dir=str(model_dir),
+        overwrite_output_dir=True,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        warmup_steps=config.warmup_ratio,
+        logging_steps=5,
+        save_strategy="no",
+        seed=config.seed,
+        precision=config.precision,
+        grad_cache=config.grad_cache,
+        gc_q_chunk_size=config.gc_chunk_size,
+        gc_p_chunk_size=config.gc_chunk_size,
+        report_to=[],
+    )
+    train(model_args, data_args, training_args)
+
+
+def format_results(results: Results) -> str:
+    """Markdown table: one row per system, nDCG@10, MRR@10, Recall@100 and seconds."""
+    return format_table(results, [*METRICS, "seconds"], label="system", markdown=True)
+
+
+class Recorder:
+    """Writes each system's run and scores it on a split's qrels."""
+
+    def __init__(self, out: Path, split: str, qrels: Qrels) -> None:
+        self.out, self.split, self.qrels = out, split, qrels
+        self.results: Results = {}
+
+    def __call__(self, system: str, run: Run, seconds: float) -> None:
+        run = {q: hits for q, hits in run.items() if q in self.qrels}
+        write_run(self.out / "runs" / f"{system}.{self.split}.trec", run, tag=system)
+        _, mean = evaluate(run, self.qrels, METRICS)
+        self.results[system] = {**mean, "seconds": seconds}
+        logger.info("%s %s: %s", self.split, system, json.dumps(self.results[system]))
+
+
+def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
+    """Run every stage; returns the dev table ``{system: {metric: value, "seconds": t}}``."""
+    if quick:
+        config.shrink()
+    out = Path(config.output_dir)
+    data = load_data(config)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out)
+    watch, dev = Stopwatch(), Recorder(out, "dev", data.dev_qrels)
+    dev_queries = data.queries_of(data.dev_qrels)
+    with watch.stage("bm25"):
+        dev("bm25", bm25_run(data.corpus, dev_queries, config.depth), 0.0)
+    dev.results["bm25"]["seconds"] = watch.seconds["bm25"]
+    base = config.model or bundled_model_path()
+    with watch.stage("zero-shot"):
+        both = datasets.concatenate_datasets([dev_queries, data.queries_of(data.train_qrels)])
+        base_run = model_run(config, base, data.corpus, both)
+    dev("zero-shot", base_run, watch.seconds["zero-shot"])
+    with watch.stage("mine"):
+        train_file, report = mine(config, data, base_run, out)
+    with watch.stage("fine-tune"):
+        fine_tune(config, base, train_file, out / "model")
+    with watch.stage("fine-tuned search"):
+        tuned = model_run(config, str(out / "model"), data.corpus, dev_queries)
+    dev(
+        "fine-tuned",
+        tuned,
+        sum(watch.seconds[s] for s in ("mine", "fine-tune", "fine-tuned search")),
+    )
+    systems = {"bm25": None, "zero-shot": base, "fine-tuned": str(out / "model")}
+    test = evaluate_test(config, data, systems, out) if data.test_qrels_path else None
+    _write_results(out, dev.results, test, report, watch, len(data.dev_qrels))
+    return dev.results
+
+
+def evaluate_test(
+    config: RecipeConfig, data: RecipeData, systems: dict[str, str | None], out: Path
+) -> Results:
+    """The last stage: read the test qrels and score every finished system once."""
+    qrels = load_qrels(data.test_qrels_path)
+    queries = data.queries_of(qrels)
+    test = Recorder(out, "test", qrels)
+    for system, model in systems.items():
+        start = time.perf_counter()
+        if model is None:
+            run = bm25_run(data.corpus, queries, config.depth)
+        else:
+            run = model_run(config, model, data.corpus, queries)
+        test(system, run, time.perf_counter() - start)
+    return test.results
+
+
+def _write_results(
+    out: Path,
+    dev: Results,
+    test: Results | None,
+    report: MineReport,
+    watch: Stopwatch,
+    dev_queries: int,
+) -> None:
+    table = "## dev\n\n" + format_results(dev)
+    if test is not None:
+        table += "\n\n## test (evaluated once, after every choice was made on dev)\n\n"
+        table += format_results(test)
+    with atomic_open(out / "results.md", "w") as handle:
+        handle.write(table + "\n")
+    summary = {
+        "results": dev,
+        "test_results": test,
+        "mining": asdict(report),
+        "dev_queries": dev_queries,
+        "stage_seconds": watch.seconds,
+    }
+    with atomic_open(out / "results.json", "w") as handle:
+        json.dump(summary, handle, indent=2)
+    print(table)

@@ -1,0 +1,75 @@
+"""The recipe end to end on a tiny synthetic BEIR folder, with and without dev/test files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from densekit.modeling.encoder import DenseEncoder
+from densekit.recipes import pipeline
+from densekit.recipes.config import RecipeConfig
+
+SMALL = {"epochs": 1, "batch_size": 8, "passage_max_len": 32, "negatives": 3, "mine_from": 0}
+
+
+def _config(folder, out, tiny_model, **extra):
+    return RecipeConfig(
+        data_dir=str(folder), output_dir=str(out), model=tiny_model, **{**SMALL, **extra}
+    )
+
+
+def test_recipe_with_dev_and_test(beir_folder, tiny_model, tmp_path, monkeypatch):
+    events = []
+    real_train, real_load = pipeline.train, pipeline.load_qrels
+    monkeypatch.setattr(pipeline, "train", lambda *a: (real_train(*a), events.append("trained")))
+    monkeypatch.setattr(
+        pipeline,
+        "load_qrels",
+        lambda path: (events.append(f"read {path.name}"), real_load(path))[1],
+    )
+    out = tmp_path / "out"
+    results = pipeline.run_recipe(_config(beir_folder(), out, tiny_model))
+    assert list(results) == ["bm25", "zero-shot", "fine-tuned"]
+    # the test qrels are read once, after the model is trained and every dev choice is made
+    assert events == ["trained", "read test.tsv"]
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["dev_queries"] == 8 and list(saved["test_results"]) == list(results)
+    for split in ("dev", "test"):
+        for system in results:
+            run = (out / "runs" / f"{system}.{split}.trec").read_text().split()
+            assert run and {q for q in run[::6]} <= {f"q{i}" for i in range(24, 40)}
+    assert "## test" in (out / "results.md").read_text()
+    recorded = json.loads((out / "recipe_config.json").read_text())
+    assert recorded["batch_size"] == 8 and recorded["model"] == tiny_model
+    DenseEncoder.from_pretrained(str(out / "model"))
+    train_rows = [json.loads(line) for line in (out / "train.mined.jsonl").open()]
+    assert {r["query_id"] for r in train_rows} == {f"q{i}" for i in range(24)}
+
+
+def test_recipe_without_dev_or_test(beir_folder, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    results = pipeline.run_recipe(_config(beir_folder(dev=False, test=False), out, tiny_model))
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["test_results"] is None and saved["dev_queries"] == 8
+    assert all(0.0 <= v["ndcg@10"] <= 1.0 for v in results.values())
+    assert not list((out / "runs").glob("*.test.trec"))
+
+
+def test_recipe_command_on_a_folder(beir_folder, tiny_model, tmp_path, capsys):
+    from densekit.commands import main as cli
+
+    argv = ["recipe", "--data_dir", str(beir_folder(test=False)), "--output_dir",
+            str(tmp_path / "o"), "--model", tiny_model, "--batch_size", "8", "--negatives", "3",
+            "--passage_max_len", "32", "--mine_from", "0"]  # fmt: skip
+    assert cli(argv) == 0
+    assert "| fine-tuned |" in capsys.readouterr().out
+    assert cli(["recipe", "--data_dir", str(tmp_path / "none")]) == 2
+    assert "is missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("quick", [True])
+def test_quick_shrinks_in_the_config(quick):
+    config = RecipeConfig()
+    config.shrink()
+    assert (config.max_train_queries, config.max_dev_queries, config.max_corpus) == (256, 100, 1500)
