@@ -14,7 +14,7 @@ from pathlib import Path
 
 import datasets
 
-from densekit.data.qrels import load_qrels
+from densekit.data.qrels import keep_judged, load_qrels
 from densekit.data.readers import load_corpus, load_queries
 from densekit.errors import ConfigError, DataError
 from densekit.recipes.config import RecipeConfig
@@ -44,7 +44,7 @@ class RecipeData:
     test_qrels_path: Path | None
 
     def queries_of(self, qrels: Qrels) -> datasets.Dataset:
-        return self.queries.filter(lambda q: q in qrels, input_columns="query_id")
+        return keep_judged(self.queries, qrels, "qrels")
 
 
 def _check_ids(qrels: Qrels, path: Path, query_ids: set[str], doc_ids: set[str]) -> None:
