@@ -29,6 +29,7 @@ COMMANDS = {
     "recipe": ("recipe", "end-to-end recipes (scifact)"),
     "losses": ("losses", "list the registered losses"),
     "merge-lora": ("merge_lora", "merge a LoRA checkpoint into a full model"),
+    "compare": ("compare", "paired significance tests between runs (t-test, randomization, Holm)"),
 }
 
 
