@@ -216,6 +216,15 @@ class RetrievalTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "contrastive batches must be full"}
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "kept for the collator"})
+    eval_corpus: str | None = field(
+        default=None, metadata={"help": "corpus for exact full-corpus evaluation during training"}
+    )
+    eval_queries: str | None = field(default=None, metadata={"help": "queries for it"})
+    eval_qrels: str | None = field(default=None, metadata={"help": "qrels for it"})
+    eval_metrics: str = field(
+        default="ndcg@10,mrr@10,recall@100", metadata={"help": "metrics logged as eval_<name>"}
+    )
+    eval_depth: int = field(default=100, metadata={"help": "search depth of the exact evaluation"})
     precision: str = field(
         default="auto",
         metadata={"help": "auto (bf16 where native, else fp32) | fp32 | bf16 (= --bf16)"},
@@ -234,10 +243,38 @@ class RetrievalTrainingArguments(TrainingArguments):
         )
         if self.learning_rate < 0 or self.num_train_epochs < 0:
             raise ConfigError("--learning_rate and --num_train_epochs must not be negative")
+        self._check_exact_eval()
         if not torch.cuda.is_available():
             self.use_cpu = True
         self._resolve_precision()
         super().__post_init__()
+
+    @property
+    def exact_eval(self) -> bool:
+        return bool(self.eval_corpus)
+
+    def _check_exact_eval(self) -> None:
+        """Exact evaluation needs all three files; best-model selection needs an eval set and
+        a metric that is computed. Checked before anything is read or written."""
+        given = [self.eval_corpus, self.eval_queries, self.eval_qrels]
+        if any(given) and not all(given):
+            raise ConfigError(
+                "exact evaluation needs --eval_corpus, --eval_queries and --eval_qrels"
+            )
+        if self.exact_eval and str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
+            self.eval_strategy = "epoch"
+        metric = (self.metric_for_best_model or "").removeprefix("eval_")
+        if self.load_best_model_at_end and not self.exact_eval and not metric:
+            raise ConfigError(
+                "--load_best_model_at_end needs an eval set (--eval_corpus/--eval_queries/"
+                "--eval_qrels) and --metric_for_best_model"
+            )
+        computed = [m.strip().lower() for m in self.eval_metrics.split(",")]
+        if self.exact_eval and metric and metric not in (*computed, "loss"):
+            raise ConfigError(
+                f"--metric_for_best_model {metric} is not computed; --eval_metrics gives "
+                f"{', '.join(computed)}"
+            )
 
     def _resolve_precision(self) -> None:
         """``--bf16`` and ``--fp16`` are explicit; otherwise ``--precision`` decides (``auto``:

@@ -13,9 +13,10 @@ import sys
 
 from transformers import HfArgumentParser
 
+from densekit.arguments import RetrievalTrainingArguments, parse_train_args
 from densekit.arguments import build_parser as build_hf_parser
-from densekit.arguments import parse_train_args
 from densekit.commands import run_guarded
+from densekit.evaluation.exact import ExactEvaluator
 from densekit.training.run import train
 
 
@@ -36,8 +37,24 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING,
     )
     model_args, data_args, training_args = parse_train_args(argv)
-    train(model_args, data_args, training_args)
+    train(model_args, data_args, training_args, evaluator=build_evaluator(training_args))
     return 0
+
+
+def build_evaluator(args: RetrievalTrainingArguments) -> ExactEvaluator | None:
+    """The exact evaluator named by ``--eval_corpus/--eval_queries/--eval_qrels`` (read now, so
+    bad files fail before training starts)."""
+    if not args.exact_eval:
+        return None
+    return ExactEvaluator.from_files(
+        args.eval_corpus,
+        args.eval_queries,
+        args.eval_qrels,
+        metrics=args.eval_metrics.split(","),
+        depth=args.eval_depth,
+        batch_size=args.per_device_eval_batch_size,
+        bf16=args.bf16,
+    )
 
 
 if __name__ == "__main__":

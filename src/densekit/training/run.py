@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import datasets
@@ -134,9 +135,16 @@ def save_final(trainer: RetrievalTrainer, output_dir: str) -> None:
 
 
 def train(
-    model_args: ModelArguments, data_args: DataArguments, training_args: RetrievalTrainingArguments
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: RetrievalTrainingArguments,
+    evaluator: Callable | None = None,
 ) -> RetrievalTrainer:
-    """Build everything from the three argument objects, train, save; returns the trainer."""
+    """Build everything from the three argument objects, train, save; returns the trainer.
+
+    ``evaluator(encoder, tokenizer) -> metrics`` (e.g. ``evaluation.exact.ExactEvaluator``)
+    runs at each evaluation; with ``--load_best_model_at_end`` the best checkpoint is kept.
+    """
     _check_output_dir(training_args)
     data = read_training_data(data_args)
     check_steps(training_args, len(data[0]), str(data_args.dataset_path))
@@ -162,8 +170,16 @@ def train(
         data_collator=collator,
         processing_class=tokenizer,
         loss_fn=build_loss(model_args, encoder),
+        evaluator=evaluator,
     )
     resume = resume_point(training_args.resume_from_checkpoint, training_args.output_dir)
     trainer.train(resume_from_checkpoint=resume)
+    if training_args.load_best_model_at_end and trainer.state.best_model_checkpoint:
+        logger.info(
+            "kept %s (%s %s)",
+            Path(trainer.state.best_model_checkpoint).name,
+            training_args.metric_for_best_model,
+            trainer.state.best_metric,
+        )
     save_final(trainer, training_args.output_dir)
     return trainer

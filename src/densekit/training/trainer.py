@@ -9,7 +9,10 @@ accelerate and DeepSpeed all stay the HF Trainer's.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,6 +24,9 @@ from densekit.modeling.encoder import DenseEncoder
 from densekit.modeling.losses import RetrievalLoss
 from densekit.training import distributed
 from densekit.training.grad_cache import grad_cache_step
+
+logger = logging.getLogger(__name__)
+_EXACT_ONLY: list = []  # marker: the exact evaluator is the only eval set
 
 
 def loss_targets(inputs: dict[str, Any]) -> torch.Tensor | None:
@@ -43,8 +49,19 @@ class EpochCallback(TrainerCallback):
 class RetrievalTrainer(Trainer):
     """``transformers.Trainer`` for ``DenseEncoder`` models and a ``RetrievalLoss``."""
 
-    def __init__(self, *args: Any, loss_fn: RetrievalLoss | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        loss_fn: RetrievalLoss | None = None,
+        evaluator: Callable[[nn.Module, Any], dict[str, float]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # An exact evaluator stands in for the eval set when there is none, so the HF Trainer
+        # accepts an evaluation strategy; evaluate() below never builds a dataloader from it.
+        if evaluator is not None and kwargs.get("eval_dataset") is None:
+            kwargs["eval_dataset"] = _EXACT_ONLY
         super().__init__(*args, **kwargs)
+        self.evaluator = evaluator
         if not isinstance(self.model, DenseEncoder):
             raise ConfigError("RetrievalTrainer needs a densekit DenseEncoder model")
         temperature = self.model.settings.temperature
@@ -154,6 +171,33 @@ class RetrievalTrainer(Trainer):
             labels[:, 0] = 1.0
         return loss, scores, labels
 
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(
+        self,
+        eval_dataset: Any = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """The HF evaluation (loss, approximate IR metrics on eval groups) when there is an eval
+        set, plus the exact full-corpus metrics when an evaluator was given."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if self.evaluator is None or dataset is not _EXACT_ONLY:
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        else:
+            metrics = {}
+        if self.evaluator is None:
+            return metrics
+        start = time.perf_counter()
+        encoder = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        with torch.no_grad():
+            exact = self.evaluator(encoder, self.processing_class)
+        exact = {f"{metric_key_prefix}_{name}": value for name, value in exact.items()}
+        exact[f"{metric_key_prefix}_exact_seconds"] = time.perf_counter() - start
+        self.log(exact)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, exact)
+        return {**metrics, **exact}
+
     # ------------------------------------------------------------------ saving and resuming
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -164,6 +208,13 @@ class RetrievalTrainer(Trainer):
         encoder.save_pretrained(output_dir, tokenizer=self.processing_class, state_dict=state_dict)
         with open(os.path.join(output_dir, "training_args.json"), "w") as handle:
             handle.write(self.args.to_json_string())
+
+    def _load_best_model(self) -> None:
+        """``--load_best_model_at_end``: the best checkpoint's weights, in densekit's format."""
+        best = self.state.best_model_checkpoint
+        logger.info("loading the best checkpoint %s (%s)", best, self.state.best_metric)
+        encoder = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        encoder.load_weights(best)
 
     def _load_from_checkpoint(
         self, resume_from_checkpoint: str, model: nn.Module | None = None
