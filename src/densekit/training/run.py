@@ -11,7 +11,9 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import datasets
@@ -30,6 +32,8 @@ from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.modeling.factory import build_encoder
 from densekit.modeling.losses import MatryoshkaLoss, RetrievalLoss
 from densekit.training.checkpoints import resume_point
+from densekit.training.model_card import write_model_card
+from densekit.training.report import write_report
 from densekit.training.trainer import RetrievalTrainer
 
 logger = logging.getLogger("densekit.train")
@@ -134,6 +138,39 @@ def save_final(trainer: RetrievalTrainer, output_dir: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def build_trainer(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: RetrievalTrainingArguments,
+    data: tuple[datasets.Dataset, Corpus | None],
+    evaluator: Callable | None = None,
+) -> RetrievalTrainer:
+    """Encoder, tokenizer, dataset, collator and loss wired into a RetrievalTrainer."""
+    set_seed(training_args.seed)
+    encoder = build_encoder(**model_args.encoder_kwargs(data_args))
+    tokenizer = load_tokenizer(
+        model_args.tokenizer_name or model_args.model_name_or_path, encoder.settings.padding_side
+    )
+    if encoder.settings.append_eos_token and tokenizer.eos_token_id is None:
+        raise ConfigError("--append_eos_token: this tokenizer has no EOS token")
+    collator = RetrievalCollator(
+        tokenizer,
+        query_max_len=encoder.settings.query_max_len,
+        passage_max_len=encoder.settings.passage_max_len,
+        append_eos=encoder.settings.append_eos_token,
+        pad_to_multiple_of=data_args.pad_to_multiple_of or None,
+    )
+    return RetrievalTrainer(
+        model=encoder,
+        args=training_args,
+        train_dataset=build_dataset(data_args, encoder, training_args.seed, data),
+        data_collator=collator,
+        processing_class=tokenizer,
+        loss_fn=build_loss(model_args, encoder),
+        evaluator=evaluator,
+    )
+
+
 def train(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -144,36 +181,19 @@ def train(
 
     ``evaluator(encoder, tokenizer) -> metrics`` (e.g. ``evaluation.exact.ExactEvaluator``)
     runs at each evaluation; with ``--load_best_model_at_end`` the best checkpoint is kept.
+    The model folder gets a model card, ``report.md`` and the training curves.
     """
     _check_output_dir(training_args)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
     data = read_training_data(data_args)
     check_steps(training_args, len(data[0]), str(data_args.dataset_path))
-    set_seed(training_args.seed)
-    encoder = build_encoder(**model_args.encoder_kwargs(data_args))
-    tokenizer = load_tokenizer(
-        model_args.tokenizer_name or model_args.model_name_or_path, encoder.settings.padding_side
-    )
-    if encoder.settings.append_eos_token and tokenizer.eos_token_id is None:
-        raise ConfigError("--append_eos_token: this tokenizer has no EOS token")
-    dataset = build_dataset(data_args, encoder, training_args.seed, data)
-    collator = RetrievalCollator(
-        tokenizer,
-        query_max_len=encoder.settings.query_max_len,
-        passage_max_len=encoder.settings.passage_max_len,
-        append_eos=encoder.settings.append_eos_token,
-        pad_to_multiple_of=data_args.pad_to_multiple_of or None,
-    )
-    trainer = RetrievalTrainer(
-        model=encoder,
-        args=training_args,
-        train_dataset=dataset,
-        data_collator=collator,
-        processing_class=tokenizer,
-        loss_fn=build_loss(model_args, encoder),
-        evaluator=evaluator,
-    )
+    seconds["read data"] = time.perf_counter() - start
+    trainer = build_trainer(model_args, data_args, training_args, data, evaluator)
+    seconds["build model"] = time.perf_counter() - start - seconds["read data"]
     resume = resume_point(training_args.resume_from_checkpoint, training_args.output_dir)
     trainer.train(resume_from_checkpoint=resume)
+    seconds["train"] = time.perf_counter() - start - sum(seconds.values())
     if training_args.load_best_model_at_end and trainer.state.best_model_checkpoint:
         logger.info(
             "kept %s (%s %s)",
@@ -182,4 +202,47 @@ def train(
             trainer.state.best_metric,
         )
     save_final(trainer, training_args.output_dir)
+    if trainer.args.should_save:
+        document(trainer, model_args, data_args, data, seconds)
     return trainer
+
+
+def document(
+    trainer: RetrievalTrainer,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    data: tuple[datasets.Dataset, Corpus | None],
+    seconds: dict[str, float],
+) -> None:
+    """Model card, training curves and ``report.md`` in the output folder."""
+    args = trainer.args
+    history = trainer.state.log_history
+    metrics = {}
+    for entry in history:
+        metrics.update({k[5:]: v for k, v in entry.items() if k.startswith("eval_")})
+    metrics = {k: v for k, v in metrics.items() if "@" in k}
+    encoder = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
+    hyper = {
+        "epochs": args.num_train_epochs,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "train_group_size": data_args.train_group_size,
+        "learning_rate": args.learning_rate,
+        "temperature": encoder.settings.temperature,
+        "precision": args.precision,
+        "grad_cache": args.grad_cache,
+        "steps": trainer.state.global_step,
+    }
+    write_model_card(
+        args.output_dir,
+        base_model=str(model_args.model_name_or_path),
+        data=str(data_args.dataset_path),
+        loss=type(trainer.loss_fn).__name__,
+        hyperparameters=hyper,
+        metrics=metrics,
+        settings=asdict(encoder.settings),
+    )
+    sizes = {"training examples": len(data[0])}
+    if data[1] is not None:
+        sizes["corpus passages"] = len(data[1])
+    arguments = {"model": asdict(model_args), "data": asdict(data_args), "training": args.to_dict()}
+    write_report(args.output_dir, history, arguments, sizes, seconds)
