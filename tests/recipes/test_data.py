@@ -23,6 +23,13 @@ def test_dev_file_is_used_when_present_and_carved_otherwise(beir_folder):
     assert len(with_dev.train_qrels) == 24 and with_dev.test_qrels_path.name == "test.tsv"
 
 
+def test_dev_queries_never_train_even_when_train_tsv_lists_them(scifact_dir):
+    data = load_data(RecipeConfig(data_dir=str(scifact_dir)))
+    assert not set(data.train_qrels) & set(data.dev_qrels)
+    assert data.train_qrels == load_qrels(scifact_dir / "qrels" / "train-split.tsv")
+    assert len(data.dev_qrels) == 200
+
+
 def test_dev_carved_from_train_by_seed(beir_folder):
     folder = beir_folder(dev=False, test=False)
     data = load_data(RecipeConfig(data_dir=str(folder), dev_size=6, seed=3))

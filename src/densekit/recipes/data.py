@@ -1,13 +1,15 @@
 """A BEIR-layout folder as the recipe sees it: corpus, queries, train/dev qrels, and test qrels
 kept aside until the very end.
 
-``qrels/dev.tsv`` is used when present; otherwise a dev split is carved from the training
-queries by a fixed seed. ``qrels/test.tsv`` is only located here, never read: the recipe
+``qrels/dev.tsv`` is used when present (its queries are always left out of training, even when
+``train.tsv`` also lists them); otherwise a dev split is carved from the training queries by a
+fixed seed. ``qrels/test.tsv`` is only located here, never read: the recipe
 evaluates it once, after every choice has been made on dev.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from densekit.data.readers import load_corpus, load_queries
 from densekit.errors import ConfigError, DataError
 from densekit.recipes.config import RecipeConfig
 
+logger = logging.getLogger(__name__)
 Qrels = dict[str, dict[str, int]]
 REQUIRED = ("corpus.jsonl", "queries.jsonl", "qrels/train.tsv")
 
@@ -74,7 +77,10 @@ def _train_and_dev(folder: Path, config: RecipeConfig, ids: tuple[set, set]) -> 
     if (folder / "qrels/dev.tsv").is_file():
         dev = load_qrels(folder / "qrels/dev.tsv")
         _check_ids(dev, folder / "qrels/dev.tsv", *ids)
-        return train, dev
+        overlap = set(train) & set(dev)
+        if overlap:  # e.g. a dev split carved out of train.tsv and saved beside it
+            logger.info("%d dev queries are also in train.tsv: left out of training", len(overlap))
+        return {q: docs for q, docs in train.items() if q not in dev}, dev
     size = min(config.dev_size, len(train) // 4)
     if size < 1:
         raise DataError(str(folder / "qrels/train.tsv"), "too few queries to carve a dev split")
