@@ -51,7 +51,7 @@ def load_backbone(path: str, cache_dir: str | None = None, **kwargs) -> nn.Modul
         raise ConfigError(f"model folder {path} does not exist")
     try:
         return AutoModel.from_pretrained(path, cache_dir=cache_dir, **kwargs)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
 
 
