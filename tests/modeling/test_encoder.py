@@ -92,7 +92,7 @@ def test_untied_round_trip(tiny_model, tokenizer, tmp_path):
     encoder.save_pretrained(tmp_path / "untied", tokenizer)
     assert (tmp_path / "untied" / "query_model" / "config.json").is_file()
     assert (tmp_path / "untied" / "passage_model" / "config.json").is_file()
-    assert not (tmp_path / "untied" / "modules.json").exists()  # ST cannot load two towers
+    assert (tmp_path / "untied" / "router_config.json").is_file()  # ST loads both towers
     reloaded = DenseEncoder.from_pretrained(str(tmp_path / "untied"))
     assert not reloaded.tied and reloaded.settings.untie_encoder
     torch.testing.assert_close(_vectors(reloaded, tokenizer, is_query=True), q_before)

@@ -101,3 +101,48 @@ def test_unsupported_pooling_and_module_are_refused(tmp_path):
     (tmp_path / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(ConfigError, match=r"LSTM.*not supported"):
         st_format.read_settings(tmp_path)
+
+
+def _both_ways(path: str, encoder: DenseEncoder, tokenizer) -> None:
+    """ST's encode_query / encode_document equal densekit's query / passage vectors."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(path, device="cpu")
+    for is_query, st_encode in ((True, model.encode_query), (False, model.encode_document)):
+        ours = encode_texts(encoder, tokenizer, TEXTS, is_query, progress=False)
+        np.testing.assert_allclose(st_encode(TEXTS, convert_to_numpy=True), ours, atol=1e-4)
+
+
+def test_query_length_differing_from_passage_length(minilm, tmp_path):
+    encoder = DenseEncoder.from_pretrained(minilm, query_max_len=8, passage_max_len=32)
+    tokenizer = load_tokenizer(minilm)
+    encoder.save_pretrained(tmp_path / "m", tokenizer=tokenizer)
+    assert (tmp_path / "m" / "router_config.json").is_file()
+    _both_ways(str(tmp_path / "m"), encoder, tokenizer)
+    short = encode_texts(encoder, tokenizer, TEXTS, True, progress=False)
+    long = encode_texts(encoder, tokenizer, TEXTS, False, progress=False)
+    assert not np.allclose(short[1], long[1], atol=1e-3)  # the lengths really differ
+
+
+def test_untied_towers_load_in_sentence_transformers(minilm, tmp_path):
+    encoder = DenseEncoder.from_pretrained(minilm, untie_encoder=True)
+    with torch.no_grad():  # make the towers differ
+        for param in encoder.passage_model.parameters():
+            param.mul_(0.9)
+    tokenizer = load_tokenizer(minilm)
+    encoder.save_pretrained(tmp_path / "u", tokenizer=tokenizer)
+    _both_ways(str(tmp_path / "u"), encoder, tokenizer)
+    reloaded = DenseEncoder.from_pretrained(str(tmp_path / "u"))
+    assert not reloaded.tied
+
+
+def test_lora_folder_says_to_merge(tiny_model, tmp_path, caplog):
+    import logging
+
+    from densekit.modeling.factory import build_encoder
+
+    encoder = build_encoder(tiny_model, fine_tune_type="lora", pooling="mean")
+    with caplog.at_level(logging.INFO):
+        encoder.save_pretrained(tmp_path / "l", tokenizer=load_tokenizer(tiny_model))
+    assert "densekit merge-lora" in caplog.text
+    assert not (tmp_path / "l" / "modules.json").exists()

@@ -100,9 +100,10 @@ class DenseEncoder(nn.Module):
         """
         add_pooler = bool(given.pop("add_pooler", False))
         config = resolve_config(path, **given)
-        st_dense = st_format.read_settings(path).get("st_dense_path")
-        model_kwargs = dict(model_kwargs or {})
         folder = Path(path)
+        own = (folder / CONFIG_NAME).is_file()  # densekit's folder: its ST files are for ST
+        st_dense = None if own else st_format.read_settings(path).get("st_dense_path")
+        model_kwargs = dict(model_kwargs or {})
         untied_saved = (folder / "query_model").is_dir() and (folder / "passage_model").is_dir()
         if untied_saved:
             query_model = load_backbone(str(folder / "query_model"), cache_dir, **model_kwargs)
@@ -123,7 +124,7 @@ class DenseEncoder(nn.Module):
             pooler = nn.Linear(in_dim, config.projection_out_dim)
             if (folder / POOLER_FILE).is_file():
                 pooler.load_state_dict(load_file(str(folder / POOLER_FILE)))
-            elif not (folder / CONFIG_NAME).is_file() and st_dense:
+            elif st_dense:
                 pooler.load_state_dict(st_format.load_dense(st_dense))
         if config.base_model_name_or_path is None:
             config.base_model_name_or_path = str(path)
@@ -259,10 +260,9 @@ class DenseEncoder(nn.Module):
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         self.settings.save(folder)
-        if self.tied and self.settings.fine_tune_type != "lora":
-            st_format.write_files(
-                folder, self.settings, self.query_model.config.hidden_size, self.pooler
-            )
+        st_format.write_files(
+            folder, self.settings, self.query_model.config.hidden_size, self.pooler, self.tied
+        )
 
 
 def _clamp_lengths(settings: EncoderConfig, model: nn.Module) -> None:

@@ -9,6 +9,8 @@ refused with one line rather than silently encoded differently from ``SentenceTr
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,13 @@ from safetensors.torch import load_file, save_file
 
 from densekit.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 MODULES_FILE = "modules.json"
+ROUTER_FILE = "router_config.json"
+ST_QUERY_DIR = "st_query"
+_ST = "sentence_transformers.models"
+_MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json")
 DENSE_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # sentence-transformers pooling names (new string form and legacy boolean keys) -> densekit's.
 _POOLING_NAMES = {"cls": "cls", "mean": "mean", "lasttoken": "last"}
@@ -174,10 +182,73 @@ def write_files(
     settings: Any,
     hidden_size: int,
     pooler: torch.nn.Linear | None,
+    tied: bool = True,
 ) -> None:
-    """sentence-transformers module files for a tied encoder saved at the root of ``folder``."""
+    """sentence-transformers module files for an encoder saved in ``folder``.
+
+    A tied encoder with one length gets the plain layout (Transformer at the root). Untied
+    towers, or one tower with different query and passage lengths (ST keeps one
+    ``max_seq_length`` per Transformer), get a ``Router``: ``encode_query`` runs the query
+    Transformer, ``encode_document`` the passage one. For different lengths the query route is a
+    copy of the weights in ``st_query/`` (the price of ST's one-length Transformer). LoRA
+    adapter folders get no ST files: ``densekit merge-lora`` turns them into a full model.
+    """
     folder = Path(folder)
-    modules = [_module(0, "", "Transformer")]
+    if settings.fine_tune_type == "lora":
+        logger.info(
+            "%s: LoRA adapters are not a sentence-transformers model; "
+            "`densekit merge-lora` writes one",
+            folder,
+        )
+        return
+    if tied and settings.query_max_len == settings.passage_max_len:
+        modules = [_module(0, "", "Transformer")]
+        _write_json(folder / "sentence_bert_config.json", _length(settings.passage_max_len))
+    else:
+        routes = _router_routes(folder, settings, tied)
+        modules = [_module(0, "", "Router")]
+        _write_json(
+            folder / ROUTER_FILE,
+            {
+                "types": {path: f"{_ST}.Transformer" for path in routes.values()},
+                "structure": {route: [path] for route, path in routes.items()},
+                "parameters": {"default_route": "document", "allow_empty_key": True},
+            },
+        )
+    _write_head(folder, modules, settings, hidden_size, pooler)
+
+
+def _length(max_len: int) -> dict[str, Any]:
+    return {"max_seq_length": max_len, "do_lower_case": False}
+
+
+def _router_routes(folder: Path, settings: Any, tied: bool) -> dict[str, str]:
+    """Route -> Transformer folder, each with its own length (and tokenizer files)."""
+    if tied:  # one set of weights, two lengths: the query route gets a copy
+        copy = folder / ST_QUERY_DIR
+        copy.mkdir(exist_ok=True)
+        for item in folder.iterdir():
+            if item.is_file() and (item.name in _MODEL_FILES or item.name.startswith("tokenizer")):
+                shutil.copy2(item, copy / item.name)
+        routes = {"query": ST_QUERY_DIR, "document": ""}
+    else:
+        for tower in ("query_model", "passage_model"):
+            for item in folder.iterdir():
+                if item.is_file() and item.name.startswith(
+                    ("tokenizer", "special_tokens", "vocab")
+                ):
+                    shutil.copy2(item, folder / tower / item.name)
+        routes = {"query": "query_model", "document": "passage_model"}
+    lengths = {"query": settings.query_max_len, "document": settings.passage_max_len}
+    for route, path in routes.items():
+        _write_json(folder / path / "sentence_bert_config.json", _length(lengths[route]))
+    return routes
+
+
+def _write_head(
+    folder: Path, modules: list, settings: Any, hidden_size: int, pooler: torch.nn.Linear | None
+) -> None:
+    """Pooling, optional Dense and Normalize after the Transformer(s), plus prompts."""
     pooling_dir = folder / "1_Pooling"
     pooling_dir.mkdir(exist_ok=True)
     legacy = {key: False for key in _LEGACY_KEYS}
@@ -208,10 +279,6 @@ def write_files(
         (folder / f"{idx}_Normalize").mkdir(exist_ok=True)
         modules.append(_module(idx, f"{idx}_Normalize", "Normalize"))
     _write_json(folder / MODULES_FILE, modules)
-    _write_json(
-        folder / "sentence_bert_config.json",
-        {"max_seq_length": settings.passage_max_len, "do_lower_case": False},
-    )
     prompts = {"query": settings.query_prefix, "document": settings.passage_prefix}
     _write_json(
         folder / "config_sentence_transformers.json",
