@@ -30,6 +30,7 @@ COMMANDS = {
     "losses": ("losses", "list the registered losses"),
     "merge-lora": ("merge_lora", "merge a LoRA checkpoint into a full model"),
     "compare": ("compare", "paired significance tests between runs (t-test, randomization, Holm)"),
+    "fuse": ("fuse", "combine runs: reciprocal rank or weighted score fusion"),
 }
 
 
