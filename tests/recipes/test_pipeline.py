@@ -30,11 +30,15 @@ def test_recipe_with_dev_and_test(beir_folder, tiny_model, tmp_path, monkeypatch
     )
     out = tmp_path / "out"
     results = pipeline.run_recipe(_config(beir_folder(), out, tiny_model))
-    assert list(results) == ["bm25", "zero-shot", "fine-tuned"]
+    assert list(results) == [
+        "bm25", "zero-shot", "fine-tuned", "bm25+zero-shot", "bm25+fine-tuned"
+    ]  # fmt: skip
     # the test qrels are read once, after the model is trained and every dev choice is made
     assert events == ["trained", "read test.tsv"]
     saved = json.loads((out / "results.json").read_text())
     assert saved["dev_queries"] == 8 and list(saved["test_results"]) == list(results)
+    for hybrid in ("bm25+zero-shot", "bm25+fine-tuned"):  # test reuses the weights tuned on dev
+        assert saved["test_results"][hybrid]["bm25_weight"] == results[hybrid]["bm25_weight"]
     for split in ("dev", "test"):
         for system in results:
             run = (out / "runs" / f"{system}.{split}.trec").read_text().split()

@@ -29,6 +29,7 @@ from densekit.recipes.data import Qrels, RecipeData, load_data
 from densekit.resources import bundled_model_path
 from densekit.retrieval.bm25 import bm25_run
 from densekit.retrieval.dense import dense_run
+from densekit.retrieval.fusion import fuse, tune_weights
 from densekit.retrieval.mine import MineReport, mine_negatives, write_training_file
 from densekit.training.run import train
 
@@ -134,6 +135,25 @@ class Recorder:
         logger.info("%s %s: %s", self.split, system, json.dumps(self.results[system]))
 
 
+def hybrids(
+    record: Recorder, runs: dict[str, Run], weights: dict[str, tuple] | None = None
+) -> dict[str, tuple]:
+    """``bm25+<system>`` rows: weighted fusion (minmax) of BM25 with each dense run. Without
+    ``weights`` they are tuned on the recorder's qrels (dev); the test split reuses dev's."""
+    chosen: dict[str, tuple] = {}
+    for system in ("zero-shot", "fine-tuned"):
+        start = time.perf_counter()
+        pair = [runs["bm25"], {q: h for q, h in runs[system].items() if q in record.qrels}]
+        if weights is None:
+            chosen[system] = tune_weights(pair, record.qrels, METRICS[0], step=0.1).weights
+        else:
+            chosen[system] = weights[system]
+        fused = fuse(pair, "weighted", weights=chosen[system], depth=100)
+        record(f"bm25+{system}", fused.run, time.perf_counter() - start)
+        record.results[f"bm25+{system}"]["bm25_weight"] = chosen[system][0]
+    return chosen
+
+
 def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
     """Run every stage; returns the dev table ``{system: {metric: value, "seconds": t}}``."""
     if quick:
@@ -142,47 +162,54 @@ def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
     data = load_data(config)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out)
-    watch, dev = Stopwatch(), Recorder(out, "dev", data.dev_qrels)
+    watch, dev, runs = Stopwatch(), Recorder(out, "dev", data.dev_qrels), {}
     dev_queries = data.queries_of(data.dev_qrels)
     with watch.stage("bm25"):
-        dev("bm25", bm25_run(data.corpus, dev_queries, config.depth), 0.0)
-    dev.results["bm25"]["seconds"] = watch.seconds["bm25"]
+        runs["bm25"] = bm25_run(data.corpus, dev_queries, config.depth)
+    dev("bm25", runs["bm25"], watch.seconds["bm25"])
     base = config.model or bundled_model_path()
     with watch.stage("zero-shot"):
         both = datasets.concatenate_datasets([dev_queries, data.queries_of(data.train_qrels)])
-        base_run = model_run(config, base, data.corpus, both)
-    dev("zero-shot", base_run, watch.seconds["zero-shot"])
+        runs["zero-shot"] = model_run(config, base, data.corpus, both)
+    dev("zero-shot", runs["zero-shot"], watch.seconds["zero-shot"])
     with watch.stage("mine"):
-        train_file, report = mine(config, data, base_run, out)
+        train_file, report = mine(config, data, runs["zero-shot"], out)
     with watch.stage("fine-tune"):
         fine_tune(config, base, train_file, out / "model")
     with watch.stage("fine-tuned search"):
-        tuned = model_run(config, str(out / "model"), data.corpus, dev_queries)
-    dev(
-        "fine-tuned",
-        tuned,
-        sum(watch.seconds[s] for s in ("mine", "fine-tune", "fine-tuned search")),
-    )
+        runs["fine-tuned"] = model_run(config, str(out / "model"), data.corpus, dev_queries)
+    stages = ("mine", "fine-tune", "fine-tuned search")
+    dev("fine-tuned", runs["fine-tuned"], sum(watch.seconds[s] for s in stages))
+    with watch.stage("hybrid"):
+        weights = hybrids(dev, runs)
     systems = {"bm25": None, "zero-shot": base, "fine-tuned": str(out / "model")}
-    test = evaluate_test(config, data, systems, out) if data.test_qrels_path else None
+    test = None
+    if data.test_qrels_path:
+        test = evaluate_test(config, data, systems, out, weights)
     _write_results(out, dev.results, test, report, watch, len(data.dev_qrels))
     return dev.results
 
 
 def evaluate_test(
-    config: RecipeConfig, data: RecipeData, systems: dict[str, str | None], out: Path
+    config: RecipeConfig,
+    data: RecipeData,
+    systems: dict[str, str | None],
+    out: Path,
+    weights: dict[str, tuple],
 ) -> Results:
-    """The last stage: read the test qrels and score every finished system once."""
+    """The last stage: read the test qrels and score every finished system once (the hybrid
+    rows with the weights chosen on dev)."""
     qrels = load_qrels(data.test_qrels_path)
     queries = data.queries_of(qrels)
-    test = Recorder(out, "test", qrels)
+    test, runs = Recorder(out, "test", qrels), {}
     for system, model in systems.items():
         start = time.perf_counter()
         if model is None:
-            run = bm25_run(data.corpus, queries, config.depth)
+            runs[system] = bm25_run(data.corpus, queries, config.depth)
         else:
-            run = model_run(config, model, data.corpus, queries)
-        test(system, run, time.perf_counter() - start)
+            runs[system] = model_run(config, model, data.corpus, queries)
+        test(system, runs[system], time.perf_counter() - start)
+    hybrids(test, runs, weights)
     return test.results
 
 
