@@ -246,5 +246,8 @@ def test_json_and_yaml_config_files(tmp_path):
         m, d, t = parse_train_args([str(tmp_path / name)], check_hardware=False)
         assert (m.pooling, d.train_group_size, t.learning_rate) == ("mean", 3, 2e-5)
     (tmp_path / "bad.json").write_text(json.dumps({**values, "nope": 1}))
-    with pytest.raises(ConfigError, match="unknown key"):
+    with pytest.raises(ConfigError, match=r"unknown flag\(s\): nope"):
         parse_train_args([str(tmp_path / "bad.json")])
+    (tmp_path / "broken.yaml").write_text("pooling: [mean\n")
+    with pytest.raises(ConfigError, match="not a readable YAML file"):
+        parse_train_args([str(tmp_path / "broken.yaml")])

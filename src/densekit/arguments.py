@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from densekit import precision
+from densekit.config_files import read_mapping
 from densekit.errors import ConfigError
 from densekit.resources import bundled_model_path
 
@@ -334,31 +334,16 @@ def parse_train_args(
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        return _parse_file(parser, argv[0], check_hardware)
+        return _parse_file(argv[0], check_hardware)
     namespace, unknown = parser.parse_known_args(argv)
     if unknown:
         raise ConfigError(f"unknown flag(s): {' '.join(unknown)}")
     return _to_dataclasses(vars(namespace), check_hardware)
 
 
-def _parse_file(parser, path: str, check_hardware: bool):
-    import json
-
-    import yaml
-
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}"
-        ) from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of flag names to values")
+def _parse_file(path: str, check_hardware: bool):
     known = {f.name for dtype in PARSER_TYPES for f in dtype.__dataclass_fields__.values()}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s): {', '.join(unknown)}")
+    values = read_mapping(path, known, what="flag")
     return _to_dataclasses(_coerce_numbers(values), check_hardware)
 
 

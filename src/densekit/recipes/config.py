@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from densekit.errors import ConfigError
+from densekit.config_files import read_mapping
 from densekit.resources import bundled_data_dir
 
 
@@ -88,26 +88,12 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _read_file(path: str) -> dict[str, Any]:
-    import yaml
-
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-        values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not a readable JSON/YAML recipe config ({exc})") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of recipe settings")
-    unknown = sorted(set(values) - set(RecipeConfig.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"{path}: unknown recipe setting(s): {', '.join(unknown)}")
-    return values
-
-
 def build_config(args: argparse.Namespace) -> RecipeConfig:
     """Defaults, then ``--config FILE``, then flags given on the command line."""
     config = RecipeConfig()
-    values = _read_file(args.config) if getattr(args, "config", None) else {}
+    known = RecipeConfig.__dataclass_fields__
+    config_file = getattr(args, "config", None)
+    values = read_mapping(config_file, known, "recipe setting") if config_file else {}
     values.update({k: v for k, v in vars(args).items() if v is not None})
     for key, value in values.items():
         if key in RecipeConfig.__dataclass_fields__ and value is not None:
