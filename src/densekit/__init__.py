@@ -32,7 +32,7 @@ _EXPORTS = {
     "MultiLevelDataset": "densekit.data.qrel_config",
     "RetrievalCollator": "densekit.data.collator",
     "DenseEncoder": "densekit.modeling.encoder",
-    "BiEncoderRetriever": "densekit.modeling.encoder",
+    "BiEncoderRetriever": "densekit.modeling.factory",
     "RetrievalLoss": "densekit.modeling.losses",
     "RetrievalTrainer": "densekit.training.trainer",
     "encode_texts": "densekit.inference.encode",

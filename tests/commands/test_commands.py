@@ -83,3 +83,7 @@ def test_no_library_module_imports_a_command():
 def test_modeling_does_not_import_the_argument_layer():
     for path in (SRC / "modeling").rglob("*.py"):
         assert "densekit.arguments" not in _imports(path), path.name
+
+
+def test_encoder_does_not_depend_on_its_factory():
+    assert not any("factory" in name for name in _imports(SRC / "modeling" / "encoder.py"))

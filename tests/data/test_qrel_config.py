@@ -18,6 +18,7 @@ from densekit import (
 )
 from densekit.data.qrel_config import materialize
 from densekit.errors import DataError
+from densekit.modeling.factory import BiEncoderRetriever
 
 
 @pytest.fixture
@@ -122,10 +123,9 @@ def test_multi_level_dataset_keeps_graded_labels(files):
 def test_trove_style_composition_trains(files, tiny_model, tmp_path):
     model_args = ModelArguments(model_name_or_path=tiny_model, pooling="mean", loss="listwise")
     data_args = DataArguments(train_group_size=3, query_max_len=16, passage_max_len=16)
-    from densekit import DenseEncoder
     from densekit.modeling.encoder import load_tokenizer
 
-    model = DenseEncoder.from_model_args(model_args, data_args)
+    model = BiEncoderRetriever.from_model_args(model_args, data_args)
     tokenizer = load_tokenizer(tiny_model)
     dataset = MultiLevelDataset(data_args, _config(files))
     args = RetrievalTrainingArguments(

@@ -9,6 +9,7 @@ import torch
 from densekit.arguments import DataArguments, ModelArguments
 from densekit.data.collator import tokenize
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+from densekit.modeling.factory import BiEncoderRetriever
 
 TEXTS = ["short one", "a somewhat longer text about proteins and receptors", "mid length text"]
 
@@ -47,7 +48,7 @@ def test_last_token_pooling_is_padding_side_independent(decoder):
 
 
 def test_lora_defaults_target_the_decoder_projections(decoder):
-    encoder = DenseEncoder.from_model_args(
+    encoder = BiEncoderRetriever.from_model_args(
         ModelArguments(model_name_or_path=decoder, pooling="eos", lora=True),
         DataArguments(append_eos_token=True),
     )

@@ -9,6 +9,7 @@ from densekit.arguments import DataArguments, ModelArguments
 from densekit.data.collator import tokenize
 from densekit.errors import ConfigError
 from densekit.modeling.encoder import DenseEncoder
+from densekit.modeling.factory import BiEncoderRetriever
 from densekit.modeling.finetune import default_lora_targets
 
 
@@ -17,7 +18,7 @@ def _trainable(encoder) -> set[str]:
 
 
 def test_full_trains_everything(tiny_model):
-    encoder = DenseEncoder.from_model_args(
+    encoder = BiEncoderRetriever.from_model_args(
         ModelArguments(model_name_or_path=tiny_model), DataArguments()
     )
     names = [name for name, _ in encoder.named_parameters()]
@@ -25,7 +26,7 @@ def test_full_trains_everything(tiny_model):
 
 
 def test_bitfit_only_bias(tiny_model):
-    encoder = DenseEncoder.from_model_args(
+    encoder = BiEncoderRetriever.from_model_args(
         ModelArguments(model_name_or_path=tiny_model, fine_tune_type="bitfit", add_pooler=True),
         DataArguments(),
     )
@@ -41,7 +42,7 @@ def test_bitfit_only_bias(tiny_model):
 def test_lora_only_adapters(tiny_model, tokenizer, flags):
     model_args = ModelArguments(model_name_or_path=tiny_model, lora_r=4, **flags)
     assert model_args.fine_tune_type == "lora"
-    encoder = DenseEncoder.from_model_args(model_args, DataArguments())
+    encoder = BiEncoderRetriever.from_model_args(model_args, DataArguments())
     assert encoder.tied
     trainable = _trainable(encoder)
     assert trainable and all("lora_" in name for name in trainable)
@@ -55,7 +56,7 @@ def test_lora_only_adapters(tiny_model, tokenizer, flags):
 
 
 def test_lora_untied_wraps_both_towers(tiny_model):
-    encoder = DenseEncoder.from_model_args(
+    encoder = BiEncoderRetriever.from_model_args(
         ModelArguments(model_name_or_path=tiny_model, lora=True, untie_encoder=True),
         DataArguments(),
     )
@@ -68,7 +69,7 @@ def test_lora_untied_wraps_both_towers(tiny_model):
 
 def test_lora_bad_targets(tiny_model):
     with pytest.raises(ConfigError, match="LoRA"):
-        DenseEncoder.from_model_args(
+        BiEncoderRetriever.from_model_args(
             ModelArguments(model_name_or_path=tiny_model, lora=True, lora_target_modules="nope"),
             DataArguments(),
         )
@@ -81,7 +82,7 @@ def test_default_lora_targets():
 
 
 def test_lora_tied_saves_an_adapter_and_reloads(tiny_model, tokenizer, tmp_path):
-    encoder = DenseEncoder.from_model_args(
+    encoder = BiEncoderRetriever.from_model_args(
         ModelArguments(model_name_or_path=tiny_model, lora=True, lora_r=4), DataArguments()
     )
     with torch.no_grad():  # as if trained: non-zero B matrices change the vectors

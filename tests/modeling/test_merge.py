@@ -6,6 +6,7 @@ import numpy as np
 
 from densekit.commands import main as cli
 from densekit.commands.train import main as train_main
+from densekit.modeling.factory import BiEncoderRetriever
 from densekit.retrieval.embeddings import load_embeddings
 
 
@@ -80,7 +81,7 @@ def test_lora_training_continues_from_a_saved_adapter(tiny_model, tiny_train, tm
     args = ModelArguments(
         model_name_or_path=tiny_model, pooling="mean", lora=True, lora_name_or_path=str(out)
     )
-    resumed = DenseEncoder.from_model_args(args, DataArguments()).eval()
+    resumed = BiEncoderRetriever.from_model_args(args, DataArguments()).eval()
     trainable = [n for n, p in resumed.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     saved = DenseEncoder.from_pretrained(str(out)).eval()

@@ -9,13 +9,16 @@ from densekit.data.readers import load_train
 from densekit.data.train_dataset import Corpus, TrainDataset
 from densekit.inference.encode import passage_texts, query_texts
 from densekit.modeling.encoder import DenseEncoder
+from densekit.modeling.factory import BiEncoderRetriever
 
 
 def test_training_and_evaluation_format_texts_alike(tiny_model, tmp_path, write_jsonl):
     data_args = DataArguments(
         query_prefix="Q> ", passage_prefix="P> ", passage_field_separator=" || "
     )
-    encoder = DenseEncoder.from_model_args(ModelArguments(model_name_or_path=tiny_model), data_args)
+    encoder = BiEncoderRetriever.from_model_args(
+        ModelArguments(model_name_or_path=tiny_model), data_args
+    )
     corpus = datasets.Dataset.from_list(
         [
             {"docid": "d1", "title": "Cats", "text": "Small felines."},

@@ -6,7 +6,7 @@ import pytest
 
 from densekit.arguments import DataArguments, ModelArguments, RetrievalTrainingArguments
 from densekit.errors import ConfigError
-from densekit.modeling.encoder import DenseEncoder
+from densekit.modeling.factory import BiEncoderRetriever
 from densekit.modeling.losses import InfoNCELoss, MatryoshkaLoss
 from densekit.training.run import build_loss, check_steps
 
@@ -38,7 +38,7 @@ def test_matryoshka_dims_without_weights_wrap_the_chosen_loss(tiny_model):
     model_args = ModelArguments(
         model_name_or_path=tiny_model, use_matryoshka=True, matryoshka_dims="8,16", margin=0.2
     )
-    encoder = DenseEncoder.from_model_args(model_args, DataArguments())
+    encoder = BiEncoderRetriever.from_model_args(model_args, DataArguments())
     loss = build_loss(model_args, encoder)
     assert isinstance(loss, MatryoshkaLoss) and isinstance(loss.base, InfoNCELoss)
     assert loss.dims == [8, 16] and loss.weights == [1.0, 1.0] and loss.base.margin == 0.2

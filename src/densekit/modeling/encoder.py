@@ -141,18 +141,6 @@ class DenseEncoder(nn.Module):
         if self.pooler is not None:
             self.pooler.load_state_dict(load_file(str(folder / POOLER_FILE)))
 
-    @classmethod
-    def from_model_args(cls, model_args=None, data_args=None, args=None) -> DenseEncoder:
-        """Trove's constructor: the encoder described by ``ModelArguments`` (and ``DataArguments``).
-
-        The argument objects map themselves to keyword arguments (``encoder_kwargs``), so
-        modeling never depends on the command-line layer.
-        """
-        from densekit.modeling.factory import build_encoder
-
-        model_args = model_args if model_args is not None else args
-        return build_encoder(**model_args.encoder_kwargs(data_args))
-
     # ------------------------------------------------------------------ text
 
     def format_query(self, text: str, **kwargs: object) -> str:
@@ -307,11 +295,8 @@ def _load_backbone_weights(model: nn.Module, folder: Path) -> None:
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
 
 
-BiEncoderRetriever = DenseEncoder  # Trove's name for the same thing
-
 __all__ = [
     "CONFIG_NAME",
-    "BiEncoderRetriever",
     "DenseEncoder",
     "EncoderOutput",
     "load_backbone",

@@ -33,6 +33,7 @@ def _model_kwargs(attn_implementation: str | None, load_in_4bit: bool, fine_tune
 def build_encoder(
     model_name_or_path: str,
     *,
+    encoder_class: type[DenseEncoder] = DenseEncoder,
     cache_dir: str | None = None,
     attn_implementation: str | None = None,
     load_in_4bit: bool = False,
@@ -42,7 +43,7 @@ def build_encoder(
 ) -> DenseEncoder:
     """The encoder to train. ``settings`` are ``EncoderConfig`` fields (``None`` = the folder's);
     ``lora`` holds ``r``, ``alpha``, ``dropout``, ``target_modules`` and ``adapter_path``."""
-    encoder = DenseEncoder.from_pretrained(
+    encoder = encoder_class.from_pretrained(
         model_name_or_path,
         cache_dir=cache_dir,
         model_kwargs=_model_kwargs(attn_implementation, load_in_4bit, fine_tune_type),
@@ -78,3 +79,16 @@ def _apply_lora(encoder: DenseEncoder, lora: dict[str, Any], load_in_4bit: bool)
         setattr(encoder, name, wrapped)
     if tied:
         encoder.passage_model = encoder.query_model
+
+
+class BiEncoderRetriever(DenseEncoder):
+    """Trove's name for the encoder, with Trove's constructor from the argument objects.
+
+    It lives here, beside ``build_encoder``, so the encoder module never depends on the
+    factory; the argument objects map themselves to keyword arguments (``encoder_kwargs``).
+    """
+
+    @classmethod
+    def from_model_args(cls, model_args=None, data_args=None, args=None) -> BiEncoderRetriever:
+        model_args = model_args if model_args is not None else args
+        return build_encoder(**model_args.encoder_kwargs(data_args), encoder_class=cls)
