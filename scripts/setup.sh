@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install densekit with its test tools. Safe to run again: it only adds what is missing.
+# Create .venv and install densekit with its test tools and the optional backends (onnx, openvino, jax). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,4 +10,4 @@ V=.venv/bin/python
 "$V" -m pip install -q --upgrade pip >/dev/null
 # torch first and pinned: an unpinned torch pulls several GB of CUDA wheels.
 "$V" -m pip install -q "torch==2.13.0"
-"$V" -m pip install -q -c scripts/constraints.txt -e ".[test]"
+"$V" -m pip install -q -c scripts/constraints.txt -e ".[test,onnx,openvino,jax]"
