@@ -12,7 +12,7 @@ import pytrec_eval
 from scipy import stats
 
 from densekit.errors import ConfigError
-from densekit.evaluation.significance import compare_runs, holm
+from densekit.evaluation.significance import compare_runs, holm, pairwise
 
 
 def test_holm_by_hand():
@@ -65,6 +65,31 @@ def test_randomization_p_within_monte_carlo_error_of_the_exact_value(systems):
     exact = np.mean([f >= observed - 1e-12 for f in flips])
     error = 4 * math.sqrt(max(exact * (1 - exact), 1e-4) / resamples) + 1 / resamples
     assert abs(row.randomization_p - exact) <= error
+
+
+def test_pairwise_tests_every_pair_and_holm_corrects_over_all(systems):
+    qrels, base, better = systems
+    worse = {q: {d: -s for d, s in hits.items()} for q, hits in better.items()}
+    runs = {"base": base, "better": better, "worse": worse}
+    rows = pairwise(runs, qrels, "ndcg@10", resamples=2000, seed=4)
+    assert [(r.baseline, r.run) for r in rows] == [
+        ("base", "better"), ("base", "worse"), ("better", "worse")
+    ]  # fmt: skip
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"})
+    scores = {name: evaluator.evaluate(run) for name, run in runs.items()}
+    raw = []
+    for row in rows:
+        x = np.array([scores[row.run][q]["ndcg_cut_10"] for q in sorted(qrels)])
+        y = np.array([scores[row.baseline][q]["ndcg_cut_10"] for q in sorted(qrels)])
+        assert row.difference == pytest.approx((x - y).mean(), abs=1e-9)
+        raw.append(row.randomization_p)
+    m = len(raw)  # Holm by hand over the three pairs
+    order = sorted(range(m), key=lambda i: raw[i])
+    expected, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * raw[i]))
+        expected[i] = running
+    assert [r.holm_p for r in rows] == pytest.approx(expected)
 
 
 def test_identical_runs_and_bad_input(systems):

@@ -22,7 +22,7 @@ def _config(folder, out, tiny_model, **extra):
 def test_recipe_with_dev_and_test(beir_folder, tiny_model, tmp_path, monkeypatch):
     events = []
     real_train, real_load = pipeline.train, pipeline.load_qrels
-    monkeypatch.setattr(pipeline, "train", lambda *a: (real_train(*a), events.append("trained")))
+    monkeypatch.setattr(pipeline, "train", lambda *a: [real_train(*a), events.append("trained")][0])
     monkeypatch.setattr(
         pipeline,
         "load_qrels",
@@ -44,6 +44,10 @@ def test_recipe_with_dev_and_test(beir_folder, tiny_model, tmp_path, monkeypatch
             run = (out / "runs" / f"{system}.{split}.trec").read_text().split()
             assert run and {q for q in run[::6]} <= {f"q{i}" for i in range(24, 40)}
     assert "## test" in (out / "results.md").read_text()
+    for split in ("dev", "test"):  # every pair of the five systems tested, Holm over the ten
+        pairs = saved[f"{split}_significance"]
+        assert len(pairs) == 10 and all(p["holm_p"] >= p["randomization_p"] for p in pairs)
+    assert "beats (nDCG@10, Holm p < 0.05)" in (out / "results.md").read_text()
     recorded = json.loads((out / "recipe_config.json").read_text())
     assert recorded["batch_size"] == 8 and recorded["model"] == tiny_model
     DenseEncoder.from_pretrained(str(out / "model"))
@@ -77,3 +81,26 @@ def test_quick_shrinks_in_the_config(quick):
     config = RecipeConfig()
     config.shrink()
     assert (config.max_train_queries, config.max_dev_queries, config.max_corpus) == (256, 100, 1500)
+
+
+def test_recipe_keeps_the_best_dev_checkpoint(beir_folder, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    config = _config(beir_folder(test=False), out, tiny_model, epochs=3, learning_rate=5e-3)
+    results = pipeline.run_recipe(config)
+    kept = json.loads((out / "results.json").read_text())["kept_checkpoint"]
+    steps = [step for step, _ in kept["evaluations"]]
+    assert steps == [3, 6, 9]  # 24 train queries, batch 8: one exact dev evaluation per epoch
+    best_step, best = max(kept["evaluations"], key=lambda e: (e[1], -e[0]))
+    assert kept["checkpoint"] == f"checkpoint-{best_step}" and kept["best"] == best
+    # the model the recipe kept scores, through a separate encode + search, what training logged
+    assert results["fine-tuned"]["ndcg@10"] == pytest.approx(best, abs=1e-6)
+    assert f"kept checkpoint-{best_step}" in (out / "results.md").read_text()
+
+
+def test_recipe_checks_its_evaluation_schedule(tmp_path):
+    from densekit.errors import ConfigError
+
+    for bad in ({"eval_strategy": "sometimes"}, {"eval_strategy": "steps"}):
+        with pytest.raises(ConfigError, match="eval_st"):
+            pipeline.run_recipe(RecipeConfig(output_dir=str(tmp_path / "o"), **bad))
+    assert not (tmp_path / "o").exists()

@@ -58,7 +58,7 @@ def t_test_p(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass
 class Comparison:
-    """One run against the baseline on one metric."""
+    """One run against a baseline run (named in ``baseline``) on one metric."""
 
     run: str
     metric: str
@@ -73,6 +73,7 @@ class Comparison:
     losses: int = 0
     largest_gains: list[tuple[str, float]] = field(default_factory=list)
     largest_losses: list[tuple[str, float]] = field(default_factory=list)
+    baseline: str = ""
 
 
 def _compare(name: str, metric: str, base: PerQuery, other: PerQuery, qids, resamples, seed, top):
@@ -123,6 +124,33 @@ def compare_runs(
         for name in names[1:]
         for metric in metrics
     ]
+    for row, adjusted in zip(rows, holm([r.randomization_p for r in rows]), strict=True):
+        row.holm_p, row.baseline = adjusted, names[0]
+    return rows
+
+
+def pairwise(
+    runs: Mapping[str, Mapping[str, Mapping[str, float]]],
+    qrels: Mapping[str, Mapping[str, int]],
+    metric: str,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> list[Comparison]:
+    """Every pair of runs (later against earlier) on one metric, Holm-corrected over all pairs:
+    for a results table that marks which rows differ significantly from which."""
+    names = list(runs)
+    if len(names) < 2:
+        raise ConfigError("a pairwise comparison needs at least two runs")
+    per_query = {name: evaluate(runs[name], qrels, [metric])[0] for name in names}
+    qids = sorted(per_query[names[0]])
+    rows = []
+    for i, earlier in enumerate(names):
+        for later in names[i + 1 :]:
+            row = _compare(
+                later, metric, per_query[earlier], per_query[later], qids, resamples, seed, 0
+            )
+            row.baseline = earlier
+            rows.append(row)
     for row, adjusted in zip(rows, holm([r.randomization_p for r in rows]), strict=True):
         row.holm_p = adjusted
     return rows

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from densekit.config_files import read_mapping
+from densekit.errors import ConfigError
 from densekit.resources import bundled_data_dir
 
 
@@ -40,6 +41,8 @@ class RecipeConfig:
     precision: str = "auto"
     grad_cache: bool = True
     gc_chunk_size: int = 32
+    eval_strategy: str = "epoch"  # exact dev evaluation: epoch, steps (every eval_steps) or no
+    eval_steps: int = 0
     max_train_queries: int | None = None
     max_dev_queries: int | None = None
     max_corpus: int | None = None
@@ -50,6 +53,13 @@ class RecipeConfig:
         self.passage_max_len = 128
         self.negatives = 7
         self.max_train_queries, self.max_dev_queries, self.max_corpus = 256, 100, 1500
+
+    def check(self) -> None:
+        """Refuse settings that would only fail after minutes of work."""
+        if self.eval_strategy not in ("epoch", "steps", "no"):
+            raise ConfigError(f"--eval_strategy {self.eval_strategy}: use epoch, steps or no")
+        if self.eval_strategy == "steps" and self.eval_steps < 1:
+            raise ConfigError("--eval_strategy steps needs --eval_steps N (N >= 1)")
 
     def resolved(self) -> dict[str, Any]:
         return asdict(self)

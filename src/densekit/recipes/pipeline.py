@@ -8,35 +8,33 @@ and the resolved config to ``output_dir``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import datasets
 
 from densekit.arguments import DataArguments, ModelArguments, RetrievalTrainingArguments
-from densekit.atomic import atomic_open
 from densekit.data.qrels import load_qrels
-from densekit.data.runs import Run, write_run
-from densekit.evaluation.metrics import evaluate, format_table
+from densekit.data.runs import Run
+from densekit.evaluation.exact import ExactEvaluator
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.recipes.config import RecipeConfig
-from densekit.recipes.data import Qrels, RecipeData, load_data
+from densekit.recipes.data import RecipeData, load_data
+from densekit.recipes.results import METRICS, Recorder, Results, describe_kept, write_results
 from densekit.resources import bundled_model_path
 from densekit.retrieval.bm25 import bm25_run
 from densekit.retrieval.dense import dense_run
 from densekit.retrieval.fusion import fuse, tune_weights
 from densekit.retrieval.mine import MineReport, mine_negatives, write_training_file
 from densekit.training.run import train
+from densekit.training.trainer import RetrievalTrainer
 
 logger = logging.getLogger("densekit.recipe")
-
-METRICS = ["ndcg@10", "mrr@10", "recall@100"]
-Results = dict[str, dict[str, float]]
 
 
 class Stopwatch:
@@ -86,9 +84,19 @@ def mine(config: RecipeConfig, data: RecipeData, run: Run, out: Path) -> tuple[P
     return train_file, report
 
 
-def fine_tune(config: RecipeConfig, base: str, train_file: Path, model_dir: Path) -> None:
+def fine_tune(
+    config: RecipeConfig,
+    base: str,
+    train_file: Path,
+    model_dir: Path,
+    evaluator: ExactEvaluator | None = None,
+) -> dict[str, Any]:
     """Train ``base`` on the mined file with the config's hyper-parameters (GradCache chunks
-    bound the memory; the gradient is the full batch's)."""
+    bound the memory; the gradient is the full batch's). With ``evaluator`` the dev split is
+    searched exactly at each evaluation and the best checkpoint is kept; returns which."""
+    evaluating = evaluator is not None and config.eval_strategy != "no"
+    schedule = config.eval_strategy if evaluating else "no"
+    steps = config.eval_steps if schedule == "steps" else None
     model_args = ModelArguments(model_name_or_path=base, temperature=config.temperature)
     data_args = DataArguments(
         dataset_path=str(train_file),
@@ -104,7 +112,15 @@ def fine_tune(config: RecipeConfig, base: str, train_file: Path, model_dir: Path
         num_train_epochs=config.epochs,
         warmup_steps=config.warmup_ratio,
         logging_steps=5,
-        save_strategy="no",
+        eval_strategy=schedule,
+        eval_steps=steps,
+        save_strategy=schedule,
+        save_steps=steps,
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=evaluating,
+        metric_for_best_model=METRICS[0],
+        greater_is_better=True,
         seed=config.seed,
         precision=config.precision,
         grad_cache=config.grad_cache,
@@ -112,27 +128,22 @@ def fine_tune(config: RecipeConfig, base: str, train_file: Path, model_dir: Path
         gc_p_chunk_size=config.gc_chunk_size,
         report_to=[],
     )
-    train(model_args, data_args, training_args)
+    trainer = train(model_args, data_args, training_args, evaluator if evaluating else None)
+    return kept_checkpoint(trainer)
 
 
-def format_results(results: Results) -> str:
-    """Markdown table: one row per system, nDCG@10, MRR@10, Recall@100 and seconds."""
-    return format_table(results, [*METRICS, "seconds"], label="system", markdown=True)
-
-
-class Recorder:
-    """Writes each system's run and scores it on a split's qrels."""
-
-    def __init__(self, out: Path, split: str, qrels: Qrels) -> None:
-        self.out, self.split, self.qrels = out, split, qrels
-        self.results: Results = {}
-
-    def __call__(self, system: str, run: Run, seconds: float) -> None:
-        run = {q: hits for q, hits in run.items() if q in self.qrels}
-        write_run(self.out / "runs" / f"{system}.{self.split}.trec", run, tag=system)
-        _, mean = evaluate(run, self.qrels, METRICS)
-        self.results[system] = {**mean, "seconds": seconds}
-        logger.info("%s %s: %s", self.split, system, json.dumps(self.results[system]))
+def kept_checkpoint(trainer: RetrievalTrainer) -> dict[str, Any]:
+    """The checkpoint fine-tuning kept, its dev score, and every evaluation's score by step."""
+    metric = trainer.args.metric_for_best_model or METRICS[0]
+    key = metric if metric.startswith("eval_") else f"eval_{metric}"
+    evaluations = [(e["step"], e[key]) for e in trainer.state.log_history if key in e]
+    best = trainer.state.best_model_checkpoint
+    return {
+        "checkpoint": Path(best).name if best else None,
+        "metric": key.removeprefix("eval_"),
+        "best": trainer.state.best_metric,
+        "evaluations": evaluations,
+    }
 
 
 def hybrids(
@@ -156,6 +167,7 @@ def hybrids(
 
 def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
     """Run every stage; returns the dev table ``{system: {metric: value, "seconds": t}}``."""
+    config.check()
     if quick:
         config.shrink()
     out = Path(config.output_dir)
@@ -175,7 +187,11 @@ def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
     with watch.stage("mine"):
         train_file, report = mine(config, data, runs["zero-shot"], out)
     with watch.stage("fine-tune"):
-        fine_tune(config, base, train_file, out / "model")
+        evaluator = ExactEvaluator(
+            data.corpus, dev_queries, data.dev_qrels, METRICS, config.depth, bf16=_bf16(config)
+        )
+        kept = fine_tune(config, base, train_file, out / "model", evaluator)
+        logger.info("fine-tuning kept %s", describe_kept(kept))
     with watch.stage("fine-tuned search"):
         runs["fine-tuned"] = model_run(config, str(out / "model"), data.corpus, dev_queries)
     stages = ("mine", "fine-tune", "fine-tuned search")
@@ -183,10 +199,16 @@ def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
     with watch.stage("hybrid"):
         weights = hybrids(dev, runs)
     systems = {"bm25": None, "zero-shot": base, "fine-tuned": str(out / "model")}
-    test = None
+    tables = {"dev": dev}
     if data.test_qrels_path:
-        test = evaluate_test(config, data, systems, out, weights)
-    _write_results(out, dev.results, test, report, watch, len(data.dev_qrels))
+        tables["test"] = evaluate_test(config, data, systems, out, weights)
+    extra = {
+        "mining": asdict(report),
+        "dev_queries": len(data.dev_qrels),
+        "stage_seconds": watch.seconds,
+        "kept_checkpoint": kept,
+    }
+    print(write_results(out, tables, extra))
     return dev.results
 
 
@@ -196,7 +218,7 @@ def evaluate_test(
     systems: dict[str, str | None],
     out: Path,
     weights: dict[str, tuple],
-) -> Results:
+) -> Recorder:
     """The last stage: read the test qrels and score every finished system once (the hybrid
     rows with the weights chosen on dev)."""
     qrels = load_qrels(data.test_qrels_path)
@@ -210,30 +232,4 @@ def evaluate_test(
             runs[system] = model_run(config, model, data.corpus, queries)
         test(system, runs[system], time.perf_counter() - start)
     hybrids(test, runs, weights)
-    return test.results
-
-
-def _write_results(
-    out: Path,
-    dev: Results,
-    test: Results | None,
-    report: MineReport,
-    watch: Stopwatch,
-    dev_queries: int,
-) -> None:
-    table = "## dev\n\n" + format_results(dev)
-    if test is not None:
-        table += "\n\n## test (evaluated once, after every choice was made on dev)\n\n"
-        table += format_results(test)
-    with atomic_open(out / "results.md", "w") as handle:
-        handle.write(table + "\n")
-    summary = {
-        "results": dev,
-        "test_results": test,
-        "mining": asdict(report),
-        "dev_queries": dev_queries,
-        "stage_seconds": watch.seconds,
-    }
-    with atomic_open(out / "results.json", "w") as handle:
-        json.dump(summary, handle, indent=2)
-    print(table)
+    return test
