@@ -103,3 +103,50 @@ def test_bad_evaluation_setups_fail_before_training(
     assert cli(["train", *argv]) == 2
     assert "shares no query" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_two_processes_log_what_one_process_measures(tiny_model, tiny_train, tmp_path, eval_files):
+    """Under torchrun each rank encodes half of the corpus and rank 0 searches; the logged
+    metrics must be those of a single-process encode -> search -> evaluate of the checkpoint."""
+    import json
+    import sys
+
+    from conftest import free_port, run_launcher
+
+    out = tmp_path / "run"
+    argv = _argv(tiny_model, tiny_train, out, eval_files, "--per_device_train_batch_size", "2")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_addr", "127.0.0.1", "--master_port", free_port(), "-m", "densekit.train"]  # fmt: skip
+    run_launcher([*launcher, *argv])
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert len(checkpoints) == 2
+    corpus, queries, qrels = eval_files
+    for checkpoint in checkpoints:
+        history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+        entry = [e for e in history if "eval_ndcg@10" in e][-1]
+        run = encode_and_search(str(checkpoint), corpus, queries, qrels, tmp_path / checkpoint.name)
+        _, mean = evaluate(read_run(run), load_qrels(qrels), ["ndcg@10", "mrr@10", "recall@5"])
+        for metric, value in mean.items():
+            assert entry[f"eval_{metric}"] == pytest.approx(value, abs=1e-6)
+
+
+def test_tensorboard_gets_the_exact_metrics_side_by_side(
+    tiny_model, tiny_train, tmp_path, eval_files
+):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    argv = _argv(tiny_model, tiny_train, out, eval_files, "--logging_steps", "1")
+    argv[argv.index("--report_to") + 1] = "tensorboard"
+    args = parse_train_args(argv)
+    trainer = train(*args, evaluator=build_evaluator(args[2]))
+    events = EventAccumulator(str(next(out.rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "train/loss" in tags and "train/learning_rate" in tags
+    exact = sorted(t for t in tags if t.startswith("eval/"))  # one group: eval/<metric>
+    assert {"eval/ndcg@10", "eval/mrr@10", "eval/recall@5"} <= set(exact)
+    logged = [e for e in trainer.state.log_history if "eval_ndcg@10" in e]
+    written = events.Scalars("eval/ndcg@10")
+    assert [s.step for s in written] == [e["step"] for e in logged]
+    assert [s.value for s in written] == pytest.approx([e["eval_ndcg@10"] for e in logged])
