@@ -23,7 +23,8 @@ from _common import header
 from densekit.evaluation.metrics import evaluate
 from densekit.recipes.config import RecipeConfig
 from densekit.recipes.data import load_data
-from densekit.recipes.pipeline import METRICS, fine_tune, mine, model_run
+from densekit.recipes.pipeline import fine_tune, mine, model_run
+from densekit.recipes.results import METRICS
 from densekit.resources import bundled_model_path
 
 
