@@ -37,8 +37,12 @@ class ExactEvaluator:
         depth: int = 100,
         batch_size: int = 64,
         bf16: bool = False,
+        keep_runs: bool = False,
     ) -> None:
         self.corpus, self.qrels = corpus, qrels
+        # with keep_runs, rank 0 keeps each evaluation's run: a caller that keeps the best
+        # checkpoint then has its run without encoding the corpus once more
+        self.keep_runs, self.runs = keep_runs, []
         self.queries = keep_judged(queries, qrels, "eval qrels")
         self.metrics = parse_metrics(metrics)
         self.depth, self.batch_size, self.bf16 = depth, batch_size, bf16
@@ -80,6 +84,8 @@ class ExactEvaluator:
             (doc_ids, docs), (query_ids, queries) = gathered
             run = search_index(query_ids, queries, build_index(docs), doc_ids, self.depth)
             result[0] = evaluate(run, self.qrels, self.metrics)[1]
+            if self.keep_runs:
+                self.runs.append(run)
         if distributed.world_size() > 1:
             dist.broadcast_object_list(result, src=0)
         return result[0]

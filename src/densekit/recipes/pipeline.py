@@ -165,6 +165,15 @@ def hybrids(
     return chosen
 
 
+def kept_run(kept: dict[str, Any], evaluator: ExactEvaluator) -> Run | None:
+    """The dev run of the kept checkpoint, as its evaluation searched it (None when training
+    did not evaluate): the kept weights are the final model's, so this is its dev run."""
+    steps = [step for step, _ in kept["evaluations"]]
+    if not kept["checkpoint"] or len(steps) != len(evaluator.runs):
+        return None
+    return evaluator.runs[steps.index(int(kept["checkpoint"].split("-")[-1]))]
+
+
 def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
     """Run every stage; returns the dev table ``{system: {metric: value, "seconds": t}}``."""
     config.check()
@@ -188,12 +197,15 @@ def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
         train_file, report = mine(config, data, runs["zero-shot"], out)
     with watch.stage("fine-tune"):
         evaluator = ExactEvaluator(
-            data.corpus, dev_queries, data.dev_qrels, METRICS, config.depth, bf16=_bf16(config)
-        )
+            data.corpus, dev_queries, data.dev_qrels, METRICS, config.depth, bf16=_bf16(config),
+            keep_runs=True,
+        )  # fmt: skip
         kept = fine_tune(config, base, train_file, out / "model", evaluator)
         logger.info("fine-tuning kept %s", describe_kept(kept))
     with watch.stage("fine-tuned search"):
-        runs["fine-tuned"] = model_run(config, str(out / "model"), data.corpus, dev_queries)
+        runs["fine-tuned"] = kept_run(kept, evaluator) or model_run(
+            config, str(out / "model"), data.corpus, dev_queries
+        )
     stages = ("mine", "fine-tune", "fine-tuned search")
     dev("fine-tuned", runs["fine-tuned"], sum(watch.seconds[s] for s in stages))
     with watch.stage("hybrid"):
