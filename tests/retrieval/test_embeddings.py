@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from densekit.errors import DataError
-from densekit.retrieval.embeddings import embedding_shards, load_embeddings, save_embeddings
+from densekit.retrieval.embeddings import (
+    embedding_shards,
+    load_embeddings,
+    save_embeddings,
+    stream_embeddings,
+)
 
 
 def _random(rows: int, dim: int = 8, seed: int = 0, dtype=np.float32) -> np.ndarray:
@@ -98,4 +103,45 @@ def test_bad_save_leaves_nothing(tmp_path: Path) -> None:
         save_embeddings(tmp_path / "emb", ["a", "b"], _random(3), {})
     with pytest.raises(DataError, match="duplicate ids"):
         save_embeddings(tmp_path / "emb", ["a", "a"], _random(2), {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_streamed_windows_write_the_same_file_as_one_array(tmp_path: Path) -> None:
+    array = _random(10, dim=5, seed=3)
+    ids = [f"id{i}" for i in range(10)]
+    with stream_embeddings(tmp_path / "emb", 10, {"kind": "x"}, dtype="float16") as writer:
+        for start, stop in ((0, 4), (4, 4), (4, 9), (9, 10)):
+            writer.append(ids[start:stop], array[start:stop])
+    loaded_ids, loaded = load_embeddings(tmp_path / "emb")
+    assert loaded_ids == ids
+    np.testing.assert_array_equal(np.load(tmp_path / "emb" / "embeddings.npy"), loaded)
+    np.testing.assert_array_equal(loaded, array.astype(np.float16))
+    meta = json.loads((tmp_path / "emb" / "meta.json").read_text())
+    assert (meta["count"], meta["dim"], meta["dtype"], meta["kind"]) == (10, 5, "float16", "x")
+
+
+def test_incomplete_or_inconsistent_streams_leave_nothing(tmp_path: Path) -> None:
+    with (
+        pytest.raises(DataError, match="3 rows written of the 4 announced"),
+        stream_embeddings(tmp_path / "emb", 4, {}) as writer,
+    ):
+        writer.append(["a", "b", "c"], _random(3))
+    with (
+        pytest.raises(DataError, match="duplicate ids: 'b' appears twice"),
+        stream_embeddings(tmp_path / "emb", 4, {}) as writer,
+    ):
+        writer.append(["a", "b"], _random(2))
+        writer.append(["b", "c"], _random(2))
+    with (
+        pytest.raises(DataError, match="rows of dimension 4 after 8"),
+        stream_embeddings(tmp_path / "emb", 4, {}) as writer,
+    ):
+        writer.append(["a", "b"], _random(2))
+        writer.append(["c", "d"], _random(2, dim=4))
+    with (
+        pytest.raises(DataError, match="id 3 is empty or contains a line break"),
+        stream_embeddings(tmp_path / "emb", 4, {}) as writer,
+    ):
+        writer.append(["a", "b"], _random(2))
+        writer.append(["c\nd", "e"], _random(2))
     assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,8 @@
 """``densekit encode``: texts -> ``.npy`` vectors + ids, written atomically.
 
+Texts are read from the Arrow table and vectors written into the ``.npy`` one window at a time,
+so memory does not grow with the corpus.
+
 Under ``torchrun`` every rank encodes its own shard without flags; a shard already on disk for
 the same source and kind is skipped, so an interrupted job resumes.
 """
@@ -21,11 +24,11 @@ from densekit.commands import run_guarded
 from densekit.data.qrels import keep_judged, load_qrels
 from densekit.data.readers import load_corpus, load_queries
 from densekit.errors import ConfigError
-from densekit.inference.encode import encode_texts, passage_texts, query_texts, truncate
+from densekit.inference.encode import encode_table, truncate
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.precision import PRECISIONS
 from densekit.resources import bundled_model_path
-from densekit.retrieval.embeddings import META_FILE, read_meta, save_embeddings
+from densekit.retrieval.embeddings import META_FILE, read_meta, stream_embeddings
 
 logger = logging.getLogger("densekit.encode")
 
@@ -151,15 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     encoder.to(device)
     bf16 = precision.resolve("bf16" if args.bf16 else args.precision, device) == "bf16"
     tokenizer = load_tokenizer(args.model_name_or_path, encoder.settings.padding_side)
-    if args.encode_is_query:
-        ids, texts = list(table["query_id"]), query_texts(encoder, table)
-    else:
-        ids, texts = list(table["docid"]), passage_texts(encoder, table)
-    vectors = encode_texts(
-        encoder, tokenizer, texts, args.encode_is_query, args.batch_size, bf16=bf16
-    )
-    if args.truncate_dim:
-        vectors = truncate(vectors, args.truncate_dim, encoder.settings.normalize)
     meta = {
         "model": args.model_name_or_path,
         "is_query": args.encode_is_query,
@@ -168,9 +162,23 @@ def main(argv: list[str] | None = None) -> int:
         "shard": [shard_index, num_shards],
         "source": _source(args.dataset_path),
     }
-    save_embeddings(out, ids, vectors.astype(args.embedding_dtype), meta, overwrite=args.overwrite)
-    logger.info("wrote %d vectors of dim %d to %s", len(ids), vectors.shape[1], out)
+    _stream_to(out, table, encoder, tokenizer, args, bf16, meta)
     return 0
+
+
+def _stream_to(out: Path, table, encoder, tokenizer, args: argparse.Namespace, bf16, meta) -> None:
+    """Encode ``table`` window by window straight into the output folder's ``.npy``."""
+    windows = encode_table(
+        encoder, tokenizer, table, args.encode_is_query, args.batch_size, bf16=bf16
+    )
+    with stream_embeddings(
+        out, len(table), meta, args.embedding_dtype, overwrite=args.overwrite
+    ) as writer:
+        for ids, vectors in windows:
+            if args.truncate_dim:
+                vectors = truncate(vectors, args.truncate_dim, encoder.settings.normalize)
+            writer.append(ids, vectors)
+    logger.info("wrote %d vectors of dim %d to %s", writer.rows, writer.dim, out)
 
 
 if __name__ == "__main__":

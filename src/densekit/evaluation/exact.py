@@ -18,7 +18,7 @@ from densekit.data.qrels import keep_judged, load_qrels
 from densekit.data.readers import load_corpus, load_queries
 from densekit.errors import ConfigError
 from densekit.evaluation.metrics import evaluate, parse_metrics
-from densekit.inference.encode import encode_texts, passage_texts, query_texts
+from densekit.inference.encode import encode_table_in_memory
 from densekit.modeling.encoder import DenseEncoder
 from densekit.retrieval.index import build_index
 from densekit.retrieval.search import search_index
@@ -64,12 +64,15 @@ class ExactEvaluator:
     def _encode_shard(self, encoder, tokenizer, table, is_query: bool) -> tuple[list, np.ndarray]:
         world, rank = distributed.world_size(), distributed.rank()
         shard = table.shard(world, rank, contiguous=True) if world > 1 else table
-        texts = query_texts(encoder, shard) if is_query else passage_texts(encoder, shard)
-        vectors = encode_texts(
-            encoder, tokenizer, texts, is_query, self.batch_size, bf16=self.bf16, progress=False
+        return encode_table_in_memory(
+            encoder,
+            tokenizer,
+            shard,
+            is_query,
+            batch_size=self.batch_size,
+            bf16=self.bf16,
+            progress=False,
         )
-        ids = list(shard["query_id" if is_query else "docid"])
-        return ids, vectors
 
     def __call__(self, encoder: DenseEncoder, tokenizer) -> dict[str, float]:
         was_training = encoder.training

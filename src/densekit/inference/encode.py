@@ -1,14 +1,19 @@
-"""Texts -> vectors with a ``DenseEncoder``: length-sorted batches under inference mode.
+"""Texts -> vectors with an encoder: length-sorted batches, streamed in bounded memory.
 
-Texts are sorted by length so each batch pads little, and run under ``torch.inference_mode``
-(bf16 autocast on request). The ``encode`` command, ``dense_run`` and checkpoint evaluation all
-encode through :func:`encode_texts`.
+An encoder is anything with ``.settings`` (an ``EncoderConfig``) and ``.encode(batch, is_query)``
+taking a dict of torch tensors: the torch ``DenseEncoder`` or an exported ONNX/OpenVINO runner.
+
+Texts are encoded one *window* (64 batches) at a time: the window is tokenized once, sorted by
+token count so each batch pads little, and encoded under ``torch.inference_mode`` (bf16 autocast
+on request). :func:`encode_table` reads its windows straight from the Arrow table, so encoding a
+corpus holds one window of texts and vectors whatever the corpus size; :func:`encode_texts` is
+the same for a list already in memory (small sets, tests, benchmarks).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import datasets
 import numpy as np
@@ -16,56 +21,166 @@ import torch
 from tqdm.auto import tqdm
 
 from densekit.errors import ConfigError
-from densekit.modeling.encoder import DenseEncoder
+
+WINDOW_BATCHES = 64
 
 
-def _length_sorted_batches(
-    tokenizer, texts: list[str], order: np.ndarray, max_len: int, append_eos: bool, batch_size: int
+def _device(encoder) -> torch.device:
+    """Where the encoder's inputs go: its parameters' device, a ``device`` attribute, else CPU."""
+    parameters = getattr(encoder, "parameters", None)
+    if callable(parameters):
+        first = next(iter(parameters()), None)
+        if first is not None:
+            return first.device
+    return torch.device(getattr(encoder, "device", None) or "cpu")
+
+
+def _sorted_batches(
+    tokenizer, texts: Sequence[str], max_len: int, append_eos: bool, batch_size: int
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-    """Padded batches of ``texts`` (rows given by ``order``) sorted by token count.
+    """Padded batches of ``texts`` (with their positions), longest token count first."""
+    ids = tokenizer(
+        list(texts),
+        max_length=max_len - 1 if append_eos else max_len,
+        truncation=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )["input_ids"]
+    if append_eos:
+        ids = [[*row, tokenizer.eos_token_id] for row in ids]
+    by_length = np.argsort([-len(row) for row in ids], kind="stable")
+    for first in range(0, len(ids), batch_size):
+        chosen = by_length[first : first + batch_size]
+        batch = tokenizer.pad(
+            {"input_ids": [ids[i] for i in chosen]},
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        yield chosen, dict(batch)
 
-    Texts come pre-sorted by characters; each window of 64 batches is tokenized once and
-    re-sorted by tokens, which removes most of the padding left by the character sort while
-    holding only one window of token ids in memory.
+
+class _WindowEncoder:
+    """Encodes one window of texts at a time with fixed settings; counts batches for progress."""
+
+    def __init__(
+        self,
+        encoder,
+        tokenizer,
+        is_query: bool,
+        batch_size: int,
+        max_len: int | None,
+        bf16: bool,
+        bar: tqdm,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be positive, got {batch_size}")
+        settings = encoder.settings
+        self.encoder, self.tokenizer, self.is_query = encoder, tokenizer, is_query
+        self.batch_size, self.bf16, self.bar = batch_size, bf16, bar
+        self.max_len = max_len or (settings.query_max_len if is_query else settings.passage_max_len)
+        self.append_eos = settings.append_eos_token
+        self.device = _device(encoder)
+        if callable(getattr(encoder, "eval", None)):
+            encoder.eval()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors (float32) of ``texts`` in their given order."""
+        out: np.ndarray | None = None
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.bf16
+            else contextlib.nullcontext()
+        )
+        batches = _sorted_batches(
+            self.tokenizer, texts, self.max_len, self.append_eos, self.batch_size
+        )
+        with torch.inference_mode(), autocast:
+            for rows, batch in batches:
+                inputs = {k: v.to(self.device) for k, v in batch.items()}
+                reps = self.encoder.encode(inputs, is_query=self.is_query).float().cpu().numpy()
+                if out is None:
+                    out = np.empty((len(texts), reps.shape[1]), dtype=np.float32)
+                out[rows] = reps
+                self.bar.update(1)
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def _progress(count: int, batch_size: int, is_query: bool, progress: bool) -> tqdm:
+    total = -(-count // max(batch_size, 1))
+    desc = "queries" if is_query else "passages"
+    return tqdm(desc=desc, unit="batch", total=total, disable=not progress)
+
+
+def format_window(encoder, columns: dict[str, list], is_query: bool) -> list[str]:
+    """Texts of one window of rows as the encoder formats them (prefixes, title, separator)."""
+    if is_query:
+        fmt_query = getattr(encoder, "format_query", encoder.settings.format_query)
+        return [fmt_query(text) for text in columns["text"]]
+    fmt = getattr(encoder, "format_passage", encoder.settings.format_passage)
+    return [fmt(text, title) for title, text in zip(columns["title"], columns["text"], strict=True)]
+
+
+def table_windows(
+    encoder, table: datasets.Dataset, is_query: bool, window: int
+) -> Iterator[tuple[list[str], list[str]]]:
+    """``(ids, formatted texts)`` for consecutive windows of ``window`` rows of ``table``.
+
+    Only the needed columns are read, one window at a time, from the (memory-mapped) Arrow data.
     """
-    window = batch_size * 64
-    for start in range(0, len(order), window):
-        rows = order[start : start + window]
-        ids = tokenizer(
-            [texts[i] for i in rows],
-            max_length=max_len - 1 if append_eos else max_len,
-            truncation=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
-        if append_eos:
-            ids = [[*row, tokenizer.eos_token_id] for row in ids]
-        by_length = np.argsort([-len(row) for row in ids], kind="stable")
-        for first in range(0, len(rows), batch_size):
-            chosen = by_length[first : first + batch_size]
-            batch = tokenizer.pad(
-                {"input_ids": [ids[i] for i in chosen]},
-                return_attention_mask=True,
-                return_tensors="pt",
-            )
-            yield rows[chosen], dict(batch)
+    id_column = "query_id" if is_query else "docid"
+    columns = [id_column, "text"] if is_query else [id_column, "title", "text"]
+    for part in table.select_columns(columns).iter(batch_size=window):
+        yield part[id_column], format_window(encoder, part, is_query)
 
 
-def passage_texts(encoder: DenseEncoder, corpus: datasets.Dataset) -> list[str]:
-    """The corpus as the encoder formats passages (prefix, title, separator)."""
-    return [
-        encoder.format_passage(text, title)
-        for title, text in zip(corpus["title"], corpus["text"], strict=True)
-    ]
+def encode_table(
+    encoder,
+    tokenizer,
+    table: datasets.Dataset,
+    is_query: bool,
+    batch_size: int = 64,
+    max_len: int | None = None,
+    bf16: bool = False,
+    progress: bool = True,
+    window_batches: int = WINDOW_BATCHES,
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """``(ids, vectors)`` per window of ``table`` rows, in table order (streamed).
+
+    Memory holds one window (``window_batches * batch_size`` texts), whatever the table size.
+    """
+    bar = _progress(len(table), batch_size, is_query, progress)
+    encode = _WindowEncoder(encoder, tokenizer, is_query, batch_size, max_len, bf16, bar)
+    with bar:
+        for ids, texts in table_windows(encoder, table, is_query, window_batches * batch_size):
+            yield ids, encode(texts)
 
 
-def query_texts(encoder: DenseEncoder, queries: datasets.Dataset) -> list[str]:
+def encode_table_in_memory(
+    encoder, tokenizer, table: datasets.Dataset, is_query: bool, **kwargs
+) -> tuple[list[str], np.ndarray]:
+    """All ids and vectors of a table that fits in memory (queries, evaluation corpora)."""
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+    for window_ids, vectors in encode_table(encoder, tokenizer, table, is_query, **kwargs):
+        ids.extend(window_ids)
+        parts.append(vectors)
+    if not parts:
+        return ids, np.zeros((0, 0), dtype=np.float32)
+    return ids, np.concatenate(parts)
+
+
+def passage_texts(encoder, corpus: datasets.Dataset) -> list[str]:
+    """The whole corpus as the encoder formats passages (for small tables: checks, debugging)."""
+    return format_window(encoder, corpus.to_dict(), is_query=False)
+
+
+def query_texts(encoder, queries: datasets.Dataset) -> list[str]:
     """The queries as the encoder formats them (prefix)."""
-    return [encoder.format_query(text) for text in queries["text"]]
+    return format_window(encoder, queries.to_dict(), is_query=True)
 
 
 def encode_texts(
-    encoder: DenseEncoder,
+    encoder,
     tokenizer,
     texts: list[str],
     is_query: bool,
@@ -74,35 +189,24 @@ def encode_texts(
     bf16: bool = False,
     progress: bool = True,
 ) -> np.ndarray:
-    """Vectors for ``texts`` in their given order (float32), batched by length, longest first."""
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be positive, got {batch_size}")
-    settings = encoder.settings
-    max_len = max_len or (settings.query_max_len if is_query else settings.passage_max_len)
+    """Vectors for ``texts`` in their given order (float32), batched by length, longest first.
+
+    The list is in memory already, so it is sorted by characters as a whole first; each window
+    of that order is then sorted by tokens, as in :func:`encode_table`.
+    """
+    bar = _progress(len(texts), batch_size, is_query, progress)
+    encode = _WindowEncoder(encoder, tokenizer, is_query, batch_size, max_len, bf16, bar)
     order = np.argsort([-len(t) for t in texts], kind="stable")
-    device = next(encoder.parameters()).device
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    )
     out: np.ndarray | None = None
-    encoder.eval()
-    batches = _length_sorted_batches(
-        tokenizer, texts, order, max_len, settings.append_eos_token, batch_size
-    )
-    total = -(-len(texts) // batch_size)
-    desc = "queries" if is_query else "passages"
-    with torch.inference_mode(), autocast:
-        for rows, batch in tqdm(
-            batches, desc=desc, unit="batch", total=total, disable=not progress
-        ):
-            reps = encoder.encode({k: v.to(device) for k, v in batch.items()}, is_query=is_query)
-            reps = reps.float().cpu().numpy()
+    window = WINDOW_BATCHES * batch_size
+    with bar:
+        for start in range(0, len(order), window):
+            rows = order[start : start + window]
+            vectors = encode([texts[i] for i in rows])
             if out is None:
-                out = np.empty((len(texts), reps.shape[1]), dtype=np.float32)
-            out[rows] = reps
-    if out is None:
-        return np.zeros((0, 0), dtype=np.float32)
-    return out
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[rows] = vectors
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 def truncate(vectors: np.ndarray, dim: int, normalize: bool) -> np.ndarray:

@@ -8,14 +8,17 @@ of folders, so the search side never needs to know how the encoding was split.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.lib.format import open_memmap
 
 from densekit.atomic import WRITER, atomic_path
 from densekit.errors import DataError
@@ -24,6 +27,7 @@ EMBEDDINGS_FILE = "embeddings.npy"
 IDS_FILE = "ids.txt"
 META_FILE = "meta.json"
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+_SAVE_CHUNK = 65_536
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -51,10 +55,106 @@ def embedding_shards(spec: str | os.PathLike) -> list[Path]:
     return [shard for match in matches for shard in _expand(match)]
 
 
-def _check_ids(folder: Path, ids: list[str]) -> None:
-    for number, docid in enumerate(ids, start=1):
+def _check_ids(folder: Path | str, ids: Sequence[str], first: int = 1) -> None:
+    for number, docid in enumerate(ids, start=first):
         if not docid or "\n" in docid or "\r" in docid:
             raise DataError(str(folder), f"id {number} is empty or contains a line break")
+
+
+class EmbeddingWriter:
+    """Appends ids and rows, window by window, to an embedding folder being written.
+
+    ``embeddings.npy`` is created at its full size (numpy's ``open_memmap``) when the first rows
+    arrive; each window is then memory-mapped, written, flushed and unmapped, and its ids go to
+    ``ids.txt`` at once. The process so holds one window of vectors and 8 bytes per id (hashes
+    for the duplicate check), whatever the corpus size.
+    """
+
+    def __init__(self, folder: Path, count: int, dtype: str = "float32", name: str = "") -> None:
+        self.folder, self.count, self.dtype = folder, count, np.dtype(dtype)
+        self.name = name or str(folder)
+        if self.dtype not in _DTYPES:
+            raise DataError(self.name, f"embeddings must be float32 or float16, got {self.dtype}")
+        self.rows, self.dim, self._offset = 0, 0, 0
+        self._hashes = np.empty(count, dtype=np.int64)
+        self._ids = open(folder / IDS_FILE, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+
+    def append(self, ids: Sequence[str], rows: np.ndarray) -> None:
+        """The next ``len(ids)`` rows (cast to the file's dtype)."""
+        if rows.ndim != 2:
+            raise DataError(self.name, f"embeddings must be 2-D, got shape {rows.shape}")
+        if len(ids) != rows.shape[0]:
+            raise DataError(self.name, f"{len(ids)} ids for {rows.shape[0]} embedding rows")
+        if self.rows + len(ids) > self.count:
+            raise DataError(self.name, f"more than the {self.count} rows announced")
+        if not len(ids):
+            return
+        if self.rows == 0:
+            header = open_memmap(
+                self.folder / EMBEDDINGS_FILE, "w+", self.dtype, (self.count, rows.shape[1])
+            )
+            self._offset, self.dim = header.offset, rows.shape[1]
+            del header
+        elif rows.shape[1] != self.dim:
+            raise DataError(self.name, f"rows of dimension {rows.shape[1]} after {self.dim}")
+        _check_ids(self.name, ids, first=self.rows + 1)
+        start = self._offset + self.rows * self.dim * self.dtype.itemsize
+        view = np.memmap(
+            self.folder / EMBEDDINGS_FILE, self.dtype, "r+", offset=start, shape=rows.shape
+        )
+        view[:] = rows
+        view.flush()
+        del view
+        self._ids.writelines(f"{docid}\n" for docid in ids)
+        self._hashes[self.rows : self.rows + len(ids)] = [hash(docid) for docid in ids]
+        self.rows += len(ids)
+
+    def close(self) -> dict[str, Any]:
+        """Check the folder is complete and its ids unique; the metadata it describes."""
+        self._ids.close()
+        if self.rows != self.count:
+            raise DataError(self.name, f"{self.rows} rows written of the {self.count} announced")
+        if self.rows == 0:
+            np.save(self.folder / EMBEDDINGS_FILE, np.zeros((0, 0), dtype=self.dtype))
+        self._check_unique()
+        return {"dim": int(self.dim), "count": self.count, "dtype": str(self.dtype)}
+
+    def _check_unique(self) -> None:
+        """Equal hashes are rare: only their ids are read back and compared exactly."""
+        self._hashes.sort()
+        clashes = set(self._hashes[1:][self._hashes[1:] == self._hashes[:-1]].tolist())
+        if not clashes:
+            return
+        seen: set[str] = set()
+        for docid in read_ids(self.folder / IDS_FILE):
+            if hash(docid) in clashes:
+                if docid in seen:
+                    raise DataError(self.name, f"duplicate ids: {docid!r} appears twice")
+                seen.add(docid)
+
+
+@contextlib.contextmanager
+def stream_embeddings(
+    folder: str | os.PathLike,
+    count: int,
+    meta: dict[str, Any],
+    dtype: str = "float32",
+    overwrite: bool = False,
+) -> Iterator[EmbeddingWriter]:
+    """An :class:`EmbeddingWriter` for ``count`` rows; the folder appears only when complete.
+
+    It is written under a temporary name beside ``folder`` and renamed once every row, id and
+    ``meta.json`` is on disk; an error or a kill leaves no folder that looks finished.
+    """
+    with atomic_path(folder, folder=True, overwrite=overwrite) as tmp:
+        tmp.mkdir()
+        writer = EmbeddingWriter(tmp, count, dtype, name=str(folder))
+        try:
+            yield writer
+        finally:
+            writer._ids.close()
+        full_meta = {"writer": WRITER, **writer.close(), **meta}
+        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2) + "\n", encoding="utf-8")
 
 
 def save_embeddings(
@@ -64,32 +164,16 @@ def save_embeddings(
     meta: dict[str, Any],
     overwrite: bool = False,
 ) -> None:
-    """Write one embedding folder; it appears only once all three files are complete.
+    """Write one embedding folder from arrays in memory (see :func:`stream_embeddings`).
 
     An earlier densekit embedding folder there is replaced only with ``overwrite``.
     """
-    folder = Path(folder)
     if array.ndim != 2:
         raise DataError(str(folder), f"embeddings must be 2-D, got shape {array.shape}")
-    if array.dtype not in _DTYPES:
-        raise DataError(str(folder), f"embeddings must be float32 or float16, got {array.dtype}")
-    if len(ids) != array.shape[0]:
-        raise DataError(str(folder), f"{len(ids)} ids for {array.shape[0]} embedding rows")
-    _check_ids(folder, ids)
-    if len(set(ids)) != len(ids):
-        raise DataError(str(folder), "duplicate ids")
-    full_meta = {
-        "writer": WRITER,
-        "dim": int(array.shape[1]),
-        "count": int(array.shape[0]),
-        "dtype": str(array.dtype),
-        **meta,
-    }
-    with atomic_path(folder, folder=True, overwrite=overwrite) as tmp:
-        tmp.mkdir()
-        np.save(tmp / EMBEDDINGS_FILE, np.ascontiguousarray(array))
-        write_ids(tmp / IDS_FILE, ids)
-        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2) + "\n", encoding="utf-8")
+    with stream_embeddings(folder, len(ids), meta, str(array.dtype), overwrite) as writer:
+        for start in range(0, max(len(ids), array.shape[0]), _SAVE_CHUNK):
+            stop = start + _SAVE_CHUNK
+            writer.append(ids[start:stop], array[start:stop])
 
 
 def write_ids(path: Path, ids: list[str]) -> None:

@@ -35,6 +35,18 @@ def _float32(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows, dtype=np.float32)
 
 
+def new_index(dim: int, index_factory: str = "Flat", metric: str = "ip") -> faiss.Index:
+    """An empty FAISS index from a factory string, with FAISS's complaint as one clear line."""
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    try:
+        return faiss.index_factory(dim, index_factory, METRICS[metric])
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"index factory {index_factory!r} rejected by FAISS: {_faiss_message(exc)}"
+        ) from None
+
+
 def build_index(
     embeddings: np.ndarray,
     index_factory: str = "Flat",
@@ -47,17 +59,10 @@ def build_index(
     Trainable indexes (IVF, PQ) are trained on a seeded random sample of at most
     ``train_sample`` rows, so building stays reproducible and bounded on large corpora.
     """
-    if metric not in METRICS:
-        raise ConfigError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     if embeddings.ndim != 2:
         raise ConfigError(f"embeddings must be 2-D, got shape {embeddings.shape}")
     count, dim = embeddings.shape
-    try:
-        index = faiss.index_factory(dim, index_factory, METRICS[metric])
-    except RuntimeError as exc:
-        raise ConfigError(
-            f"index factory {index_factory!r} rejected by FAISS: {_faiss_message(exc)}"
-        ) from None
+    index = new_index(dim, index_factory, metric)
     if not index.is_trained:
         size = min(count, train_sample)
         rows = np.sort(np.random.default_rng(seed).choice(count, size=size, replace=False))

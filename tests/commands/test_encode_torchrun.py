@@ -1,0 +1,62 @@
+"""``torchrun`` encode: every rank writes its own shard (by RANK/WORLD_SIZE, so across all nodes),
+the shards together are a one-process encode, and a rerun redoes only a missing shard."""
+
+from __future__ import annotations
+
+import random
+import sys
+
+import numpy as np
+from conftest import free_port, run_launcher
+
+from densekit.commands import main as cli
+from densekit.retrieval.embeddings import load_embeddings
+
+SHARDS = ["shard-00000-of-00002", "shard-00001-of-00002"]
+
+
+def _torchrun_encode(model: str, corpus, out) -> None:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_addr", "127.0.0.1", "--master_port", free_port(), "-m", "densekit.encode"]  # fmt: skip
+    argv = ["--model_name_or_path", model, "--dataset_path", str(corpus)]
+    run_launcher([*launcher, *argv, "--encode_output_path", str(out), "--batch_size", "4"])
+
+
+def test_two_rank_shards_equal_a_one_process_encode_and_resume(
+    tiny_model, tmp_path, write_jsonl, monkeypatch
+):
+    rng = random.Random(0)
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa"]
+    rows = [
+        {"_id": f"p{i}", "title": "", "text": " ".join(rng.choices(words, k=rng.randint(1, 30)))}
+        for i in range(61)
+    ]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", rows)
+    _torchrun_encode(tiny_model, corpus, tmp_path / "ranks")
+    assert sorted(p.name for p in (tmp_path / "ranks").iterdir()) == SHARDS
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    argv = ["encode", "--model_name_or_path", tiny_model, "--dataset_path", str(corpus)]
+    assert cli([*argv, "--encode_output_path", str(tmp_path / "one"), "--batch_size", "4"]) == 0
+    one_ids, one = load_embeddings(tmp_path / "one")
+    rank_ids, ranks = load_embeddings(tmp_path / "ranks")
+    assert rank_ids == one_ids == [row["_id"] for row in rows]
+    np.testing.assert_allclose(ranks, one, atol=1e-6)
+
+    # a rerun after losing one shard redoes that shard only (each rank as torchrun sets it)
+    kept = tmp_path / "ranks" / SHARDS[0] / "embeddings.npy"
+    before = kept.stat().st_mtime_ns
+    for name in ("embeddings.npy", "ids.txt", "meta.json"):
+        (tmp_path / "ranks" / SHARDS[1] / name).unlink()
+    (tmp_path / "ranks" / SHARDS[1]).rmdir()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        assert (
+            cli([*argv, "--encode_output_path", str(tmp_path / "ranks"), "--batch_size", "4"]) == 0
+        )
+    assert kept.stat().st_mtime_ns == before
+    rank_ids, ranks = load_embeddings(tmp_path / "ranks")
+    assert rank_ids == one_ids
+    np.testing.assert_allclose(ranks, one, atol=1e-6)
