@@ -14,9 +14,12 @@ from typing import Any
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from densekit import precision
-from densekit.config_files import read_mapping
+from densekit import peer_apply, precision
+from densekit.config_files import coerce_numbers, read_mapping
 from densekit.errors import ConfigError
+from densekit.hardware import hardware_problems
+from densekit.modeling.config import pooling_name
+from densekit.peer_flags import check, find
 from densekit.resources import bundled_model_path
 
 
@@ -44,7 +47,7 @@ class ModelArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "HF cache folder"})
     pooling: str | None = field(
         default=None,
-        metadata=_alias("--sentence_pooling_method", help="cls | mean | last (= eos)"),
+        metadata=_alias("--sentence_pooling_method", help="cls | mean | last (= eos, last_token)"),
     )
     normalize: bool | None = field(
         default=None, metadata=_alias("--normalized", help="L2-normalize embeddings")
@@ -58,6 +61,9 @@ class ModelArguments:
     projection_out_dim: int | None = field(default=None, metadata={"help": "pooler output size"})
     untie_encoder: bool = field(default=False, metadata={"help": "separate query/passage towers"})
     encoder_class: str = field(default="default", metadata={"help": "Trove name; only default"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "refused if a model needs it"})
+    use_peft: bool = field(default=False, metadata={"help": "Trove name of --lora"})
+    temperature_learnable: bool = field(default=False, metadata={"help": "Trove; ignored"})
     loss: str = field(default="infonce", metadata={"help": "see `densekit losses`"})
     fine_tune_type: str = field(default="full", metadata={"help": "full (= sft) | lora | bitfit"})
     lora: bool = field(default=False, metadata={"help": "same as --fine_tune_type lora"})
@@ -93,16 +99,20 @@ class ModelArguments:
             self.model_name_or_path = bundled_model_path()
         if self.fine_tune_type == "sft":
             self.fine_tune_type = "full"
-        if self.lora:
+        if self.lora or self.use_peft:
             self.fine_tune_type = "lora"
         if self.fine_tune_type not in ("full", "lora", "bitfit"):
             raise ConfigError(
                 f"--fine_tune_type {self.fine_tune_type!r}: expected full, sft, lora or bitfit"
             )
-        if self.pooling == "eos":
-            self.pooling = "last"
-        if self.pooling not in (None, "cls", "mean", "last"):
-            raise ConfigError(f"--pooling {self.pooling!r}: expected cls, mean, last or eos")
+        if self.pooling is not None:
+            self.pooling = pooling_name(self.pooling)
+        if isinstance(self.lora_target_modules, list):  # Trove writes them space-separated
+            self.lora_target_modules = ",".join(self.lora_target_modules)
+        for name in ("encoder_class", "temperature_learnable"):
+            check(find(name, "train"), getattr(self, name))
+        if self.trust_remote_code:
+            _check_remote_code(self.model_name_or_path)
         if self.use_flash_attention:
             self.attn_implementation = "flash_attention_2"
 
@@ -148,7 +158,7 @@ class DataArguments:
 
     dataset_path: str | None = field(
         default=None,
-        metadata=_alias("--train_dir", "--train_data", help="train file or folder (any format)"),
+        metadata=_alias("--train_dir", help="train file(s) or folder(s) (also --train_data a b)"),
     )
     dataset_name: str | None = field(
         default=None, metadata={"help": "datasets.load_dataset name, or a local path"}
@@ -177,6 +187,9 @@ class DataArguments:
         default=100_000_000, metadata={"help": "cap per training file"}
     )
     dataset_proc_num: int = field(default=1, metadata={"help": "processes to read data files"})
+    passage_selection_strategy: str | None = field(
+        default=None, metadata={"help": "MultiLevelDataset: most_relevant | random (Trove)"}
+    )
 
     def __post_init__(self) -> None:
         if self.dataset_path is None and self.dataset_name is not None:
@@ -229,10 +242,17 @@ class RetrievalTrainingArguments(TrainingArguments):
         default="auto",
         metadata={"help": "auto (bf16 where native, else fp32) | fp32 | bf16 (= --bf16)"},
     )
+    warmup_ratio: float | None = field(
+        default=None, metadata={"help": "warmup fraction (transformers 4 name of --warmup_steps)"}
+    )
+    trove_logging_mode: str | None = field(default=None, metadata={"help": "Trove; ignored"})
 
     def __post_init__(self) -> None:
         if self.output_dir is None:
             raise ConfigError("--output_dir is required")
+        self._warmup_from_ratio()
+        if self.trove_logging_mode is not None:
+            check(find("trove_logging_mode", "train"), self.trove_logging_mode)
         require_positive(
             self,
             "per_device_train_batch_size",
@@ -248,6 +268,16 @@ class RetrievalTrainingArguments(TrainingArguments):
             self.use_cpu = True
         self._resolve_precision()
         super().__post_init__()
+
+    def _warmup_from_ratio(self) -> None:
+        """transformers 5 dropped ``warmup_ratio``: a ``warmup_steps`` below 1 is the fraction."""
+        if self.warmup_ratio is None:
+            return
+        if self.warmup_steps:
+            raise ConfigError("give --warmup_ratio or --warmup_steps, not both")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise ConfigError(f"--warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
+        self.warmup_steps = min(self.warmup_ratio, 1 - 1e-9)  # 1.0 would read as one step
 
     @property
     def exact_eval(self) -> bool:
@@ -289,27 +319,16 @@ class RetrievalTrainingArguments(TrainingArguments):
 
 PARSER_TYPES = (ModelArguments, DataArguments, RetrievalTrainingArguments)
 
-# Flags that need hardware or packages a CPU machine lacks: (attribute, owner, message).
-_GPU_ONLY = (
-    ("fp16", "--fp16 needs a CUDA GPU; on CPU use --bf16 (autocast) or drop it"),
-    ("deepspeed", "--deepspeed needs the deepspeed package and a CUDA GPU; drop it on CPU"),
-    ("load_in_4bit", "--load_in_4bit needs bitsandbytes and a CUDA GPU"),
-)
 
+def _check_remote_code(model: str) -> None:
+    """densekit runs no code shipped with a model: refuse one whose config asks for it."""
+    import json
+    from pathlib import Path
 
-def hardware_problems(namespace) -> list[str]:
-    """Messages for each flag in ``namespace`` that this machine cannot honour."""
-    problems = []
-    has_cuda = torch.cuda.is_available()
-    for attr, message in _GPU_ONLY:
-        if getattr(namespace, attr, None) and not has_cuda:
-            problems.append(message)
-    if (
-        getattr(namespace, "use_flash_attention", False)
-        or getattr(namespace, "attn_implementation", None) == "flash_attention_2"
-    ) and not has_cuda:
-        problems.append("flash attention needs a CUDA GPU and flash-attn; use sdpa on CPU")
-    return problems
+    config = Path(model) / "config.json"
+    if config.is_file() and "auto_map" in json.loads(config.read_text("utf-8")):
+        raise ConfigError(f"--trust_remote_code: {model} needs its own code; densekit runs none")
+    check(find("trust_remote_code", "train"), True)
 
 
 def build_parser() -> HfArgumentParser:
@@ -319,6 +338,9 @@ def build_parser() -> HfArgumentParser:
     for action in parser._actions:
         if action.dest == "normalize":
             action.nargs, action.const = "?", True
+        if action.dest == "lora_target_modules":  # comma list (Tevatron) or words (Trove)
+            action.nargs = "+"
+    peer_apply.add_to_parser(parser, "train")
     return parser
 
 
@@ -338,35 +360,21 @@ def parse_train_args(
     namespace, unknown = parser.parse_known_args(argv)
     if unknown:
         raise ConfigError(f"unknown flag(s): {' '.join(unknown)}")
-    return _to_dataclasses(vars(namespace), check_hardware)
+    used, given = peer_apply.used_flags(parser, argv)
+    values = peer_apply.translate_train(vars(namespace), used, given)
+    return _to_dataclasses(values, check_hardware)
 
 
 def _parse_file(path: str, check_hardware: bool):
     known = {f.name for dtype in PARSER_TYPES for f in dtype.__dataclass_fields__.values()}
-    values = read_mapping(path, known, what="flag")
-    return _to_dataclasses(_coerce_numbers(values), check_hardware)
-
-
-def _coerce_numbers(values: dict) -> dict:
-    """YAML 1.1 reads ``1e-5`` (no dot) as a string: turn such strings into the field's number."""
-    import typing
-
-    hints: dict = {}
-    for dtype in PARSER_TYPES:
-        hints.update(typing.get_type_hints(dtype))
-    out = dict(values)
-    for key, value in values.items():
-        if not isinstance(value, str):
-            continue
-        kinds = typing.get_args(hints.get(key)) or (hints.get(key),)
-        for kind in (int, float):
-            if kind in kinds:
-                try:
-                    out[key] = kind(value)
-                    break
-                except ValueError:
-                    continue
-    return out
+    peer = {f.name for f in peer_apply.flags_for("train") if not f.on_parser}
+    values = coerce_numbers(read_mapping(path, known | peer, what="flag"), PARSER_TYPES)
+    used = set(values)
+    values = {
+        (peer_apply.DEST + k if k in peer and k not in known else k): v for k, v in values.items()
+    }
+    values = peer_apply.translate_train(values, used, set(values) & known)
+    return _to_dataclasses(values, check_hardware)
 
 
 def _to_dataclasses(values: dict, check_hardware: bool):

@@ -30,3 +30,26 @@ def read_mapping(path: str, known: Iterable[str], what: str = "setting") -> dict
     if unknown:
         raise ConfigError(f"{path}: unknown {what}(s): {', '.join(map(str, unknown))}")
     return values
+
+
+def coerce_numbers(values: dict[str, Any], types: Iterable[type]) -> dict[str, Any]:
+    """YAML 1.1 reads ``1e-5`` (no dot) as a string: turn such strings into the number the
+    dataclass field (of any of ``types``) expects."""
+    import typing
+
+    hints: dict = {}
+    for dtype in types:
+        hints.update(typing.get_type_hints(dtype))
+    out = dict(values)
+    for key, value in values.items():
+        if not isinstance(value, str):
+            continue
+        kinds = typing.get_args(hints.get(key)) or (hints.get(key),)
+        for kind in (int, float):
+            if kind in kinds:
+                try:
+                    out[key] = kind(value)
+                    break
+                except ValueError:
+                    continue
+    return out

@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 import torch
 
-from densekit import precision
+from densekit import peer_apply, precision
 from densekit.atomic import check_target
 from densekit.commands import run_guarded
 from densekit.data.qrels import keep_judged, load_qrels
@@ -36,8 +36,8 @@ logger = logging.getLogger("densekit.encode")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="densekit encode", description=__doc__.splitlines()[0])
     p.add_argument("--model_name_or_path", default=None, help="densekit, ST or HF folder")
-    p.add_argument("--dataset_path", "--dataset_name", required=True, help="corpus or queries")
-    p.add_argument("--encode_output_path", required=True, help="output folder")
+    p.add_argument("--dataset_path", help="corpus or queries (also --dataset_name, required)")
+    p.add_argument("--encode_output_path", help="output folder (required)")
     p.add_argument("--encode_is_query", action="store_true", help="encode queries")
     p.add_argument("--qrels", help="keep only the queries judged in this qrels file")
     p.add_argument("--batch_size", "--per_device_eval_batch_size", type=int, default=64)
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="re-encode a shard already on disk")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
+    peer_apply.add_to_parser(p, "encode")  # Tevatron/FlagEmbedding names; unused ones reported
     return p
 
 
@@ -123,6 +124,7 @@ def _load_encoder(args: argparse.Namespace) -> DenseEncoder:
         query_max_len=args.query_max_len,
         passage_max_len=args.passage_max_len,
         append_eos_token=args.append_eos_token,
+        lora_name_or_path=args.lora_name_or_path,
     )
 
 
@@ -137,6 +139,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    peer_apply.apply_encode(args)
     _check_flags(args)
     num_shards, shard_index = _shard_plan(args)
     out = Path(args.encode_output_path)
@@ -153,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     encoder.to(device)
     bf16 = precision.resolve("bf16" if args.bf16 else args.precision, device) == "bf16"
-    tokenizer = load_tokenizer(args.model_name_or_path, encoder.settings.padding_side)
+    tokenizer = load_tokenizer(
+        args.tokenizer_name or args.model_name_or_path, encoder.settings.padding_side
+    )
     meta = {
         "model": args.model_name_or_path,
         "is_query": args.encode_is_query,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from densekit import peer_apply
 from densekit.atomic import check_target
 from densekit.commands import run_guarded
 from densekit.data.runs import FORMATS, Run, write_run
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop a passage whose id equals the query id (as BEIR evaluation does)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier --save_index")
+    peer_apply.add_to_parser(parser, "search")  # Tevatron's --save_text, --shard_search, ...
     return parser
 
 
@@ -94,6 +96,7 @@ def _one_index_run(args: argparse.Namespace, query_ids: list[str], query_reps) -
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    peer_apply.apply_search(args)
     _check(args)
     query_ids, query_reps = load_embeddings(args.query_reps)
     if args.shard_by_shard:

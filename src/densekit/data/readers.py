@@ -117,6 +117,7 @@ def corpus_record(row: dict[str, Any] | list[str], path: Path, line: int) -> dic
             raise DataError(str(path), "expected id<TAB>text or id<TAB>title<TAB>text", line)
         docid, title, text = row[0], (row[1] if len(row) == 3 else ""), row[-1]
     else:
+        refuse_pretokenized(row, path, line)
         key, docid = _pick(row, _DOC_ID_KEYS)
         if key is None:
             raise DataError(str(path), "missing field _id/docid", line)
@@ -140,6 +141,7 @@ def query_record(row: dict[str, Any] | list[str], path: Path, line: int) -> dict
             raise DataError(str(path), "expected query_id<TAB>text", line)
         qid, text = row
     else:
+        refuse_pretokenized(row, path, line)
         key, qid = _pick(row, _QUERY_ID_KEYS)
         if key is None:
             raise DataError(str(path), "missing field _id/query_id", line)
@@ -245,8 +247,22 @@ def _scores(row: dict[str, Any], field: str, expected: int, path: Path, line: in
     return [float(v) for v in value]
 
 
+def refuse_pretokenized(row: dict[str, Any], path: Path, line: int) -> None:
+    """Tevatron v1's pre-tokenised records hold token ids: they need the model's tokenizer to
+    become text, which ``densekit convert`` does once (readers never tokenize)."""
+    text = row.get("text", row.get("query"))
+    if isinstance(text, list) and text and all(isinstance(t, int) for t in text):
+        raise DataError(
+            str(path),
+            "pre-tokenised record (token ids, Tevatron v1): turn the file into text with "
+            f"`densekit convert --input {path} --tokenizer MODEL --output {path.stem}.text.jsonl`",
+            line,
+        )
+
+
 def parse_train_row(row: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
     """Validate one training record of any known layout and return it in the canonical schema."""
+    refuse_pretokenized(row, path, line)
     if "positive_passages" in row:  # Tevatron v1
         pos = _passage_list(row["positive_passages"], "positive_passages", path, line)
         neg = _passage_list(row.get("negative_passages", []), "negative_passages", path, line)
@@ -300,15 +316,30 @@ def _train_rows(stamps: list[str], max_per_file: int) -> Iterator[dict[str, Any]
 
 
 def load_train(
-    path: str | os.PathLike,
+    path: str | os.PathLike | list[str | os.PathLike],
     max_examples_per_file: int | None = None,
     num_proc: int | None = None,
 ) -> datasets.Dataset:
-    """Training records from a file or folder of any known layout; ``num_proc`` reads files in parallel."""
+    """Training records from files or folders of any known layout (several paths, as
+    FlagEmbedding's ``--train_data a b``: a folder gives its data files, one level deep);
+    ``max_examples_per_file`` caps each file; ``num_proc`` reads files in parallel."""
+    if isinstance(path, (list, tuple)):
+        if len(path) == 1:
+            return load_train(path[0], max_examples_per_file, num_proc)
+        for each in path:
+            if not Path(each).exists():
+                raise DataError(str(each), "no such file or folder")
+        files = [f for each in path for f in data_files(each)]
+        return _read_train_files(files, max_examples_per_file, num_proc)
     if not Path(path).exists():
         _refuse_missing_local(path)
         return _from_hub(str(path), _hub_train_row, TRAIN_FEATURES)
-    files = data_files(path)
+    return _read_train_files(data_files(path), max_examples_per_file, num_proc)
+
+
+def _read_train_files(
+    files: list[Path], max_examples_per_file: int | None, num_proc: int | None
+) -> datasets.Dataset:
     for f in files:
         if is_tsv(f):
             raise DataError(str(f), "training data must be jsonl (tsv is for corpora and queries)")
@@ -345,10 +376,12 @@ def _refuse_missing_local(path: str | os.PathLike) -> None:
 
 
 def _from_hub(name: str, convert, features: datasets.Features) -> datasets.Dataset:
-    """``datasets.load_dataset`` for a hub name (``name`` or ``name:split``), converted per record."""
-    repo, _, split = name.partition(":")
+    """``datasets.load_dataset`` for a hub name (``name``, ``name:split`` or
+    ``name:config:split``), converted per record."""
+    repo, *rest = name.split(":")
+    config, split = (rest[0], rest[1]) if len(rest) == 2 else (None, rest[0] if rest else None)
     try:
-        raw = datasets.load_dataset(repo, split=split or "train")
+        raw = datasets.load_dataset(repo, config, split=split or "train")
     except Exception as exc:
         raise DataError(name, f"not a local file and not loadable with datasets ({exc})") from None
     try:

@@ -15,7 +15,7 @@ from densekit.atomic import atomic_open
 from densekit.data.text_files import iter_columns
 from densekit.errors import DataError, DensekitError
 
-FORMATS = ("trec", "msmarco")
+FORMATS = ("trec", "msmarco", "tevatron")
 Run = dict[str, dict[str, float]]
 
 
@@ -28,11 +28,15 @@ def read_run(path: str | os.PathLike) -> Run:
     """Return ``{query_id: {doc_id: score}}`` from a TREC or MS MARCO run file.
 
     The form is detected from the first line: 6 columns is TREC, 3 is MS MARCO, whose
-    score is ``-rank`` so that higher is better everywhere. Malformed lines, scores
+    score is ``-rank`` so that higher is better everywhere, or Tevatron's ``qid docid score``
+    when the third column is not an integer. Malformed lines, scores
     that are not numbers and a document listed twice for a query raise DataError.
     """
     run: Run = {}
-    layouts = {6: "TREC: qid Q0 docid rank score tag", 3: "MS MARCO: qid docid rank"}
+    layouts = {
+        6: "TREC: qid Q0 docid rank score tag",
+        3: "MS MARCO: qid docid rank (or Tevatron: qid docid score)",
+    }
     for number, fields in iter_columns(path, layouts):
         if len(fields) == 6:
             qid, docid, score = fields[0], fields[2], _parse_score(fields[4], path, number)
@@ -40,8 +44,8 @@ def read_run(path: str | os.PathLike) -> Run:
             qid, docid = fields[0], fields[1]
             try:
                 score = -float(int(fields[2]))
-            except ValueError:
-                raise DataError(path, f"rank {fields[2]!r} is not an integer", number) from None
+            except ValueError:  # Tevatron's text form: qid, docid, score
+                score = _tevatron_score(fields[2], path, number)
         docs = run.setdefault(qid, {})
         if docid in docs:
             raise DataError(path, f"document {docid!r} listed twice for query {qid!r}", number)
@@ -73,6 +77,8 @@ def write_run(
                 _check_token(docid, "document id")
                 if fmt == "trec":
                     handle.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
+                elif fmt == "tevatron":  # Tevatron's --save_text: qid, docid, score
+                    handle.write(f"{qid}\t{docid}\t{float(score)!r}\n")
                 else:
                     handle.write(f"{qid}\t{docid}\t{rank}\n")
 
@@ -85,6 +91,15 @@ def _parse_score(text: str, path: str | os.PathLike, line: int) -> float:
     if math.isnan(score):
         raise DataError(path, "score is NaN", line)
     return score
+
+
+def _tevatron_score(text: str, path: str | os.PathLike, line: int) -> float:
+    try:
+        return _parse_score(text, path, line)
+    except DataError:
+        raise DataError(
+            path, f"rank {text!r} is not an integer (nor a Tevatron score)", line
+        ) from None
 
 
 def _check_token(value: str, what: str) -> None:

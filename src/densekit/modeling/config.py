@@ -63,7 +63,15 @@ def folder_defaults(path: str | Path) -> dict[str, Any]:
     return st_format.read_settings(folder)
 
 
-POOLING_ALIASES = {"cls": "cls", "mean": "mean", "last": "last", "eos": "last"}
+# Tevatron's eos, FlagEmbedding's last_token and Trove's first_token/last_token included.
+POOLING_ALIASES = {
+    "cls": "cls",
+    "first_token": "cls",
+    "mean": "mean",
+    "last": "last",
+    "eos": "last",
+    "last_token": "last",
+}
 
 
 def pooling_name(name: str) -> str:
