@@ -31,6 +31,7 @@ COMMANDS = {
     "merge-lora": ("merge_lora", "merge a LoRA checkpoint into a full model"),
     "compare": ("compare", "paired significance tests between runs (t-test, randomization, Holm)"),
     "fuse": ("fuse", "combine runs: reciprocal rank or weighted score fusion"),
+    "convert": ("convert", "Tevatron's pickled embeddings / pre-tokenised jsonl -> densekit's"),
 }
 
 
