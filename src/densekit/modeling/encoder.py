@@ -19,7 +19,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from densekit.errors import ConfigError
-from densekit.modeling import st_format
+from densekit.modeling import st_format, tevatron_v1
 from densekit.modeling.config import CONFIG_NAME, EncoderConfig, resolve_config
 from densekit.modeling.pooling import pool
 from densekit.resources import looks_local
@@ -96,12 +96,22 @@ class DenseEncoder(nn.Module):
         """Load a densekit, sentence-transformers or plain HF folder; ``given`` overrides settings.
 
         A plain HF model with ``untie_encoder`` starts both towers from the same weights;
-        ``add_pooler`` (via ``projection_out_dim``) creates a fresh projection.
+        ``add_pooler`` (via ``projection_out_dim``) creates a fresh projection. A Tevatron v1
+        folder's ``pooler.pt`` is loaded; ``lora_name_or_path`` puts a peft adapter (e.g.
+        Tevatron v2's) over the backbone.
         """
         add_pooler = bool(given.pop("add_pooler", False))
-        config = resolve_config(path, **given)
+        lora_path = given.pop("lora_name_or_path", None)
         folder = Path(path)
         own = (folder / CONFIG_NAME).is_file()  # densekit's folder: its ST files are for ST
+        v1_pooler = None if own else tevatron_v1.read_pooler(folder)
+        for key, value in (v1_pooler[0] if v1_pooler else {}).items():
+            given[key] = (
+                value if key.startswith("projection") or given.get(key) is None else given[key]
+            )
+        sep = given.get("passage_field_separator")
+        given["passage_field_separator"] = tevatron_v1.separator(sep, path)
+        config = resolve_config(path, **given)
         st_dense = None if own else st_format.read_settings(path).get("st_dense_path")
         model_kwargs = dict(model_kwargs or {})
         untied_saved = (folder / "query_model").is_dir() and (folder / "passage_model").is_dir()
@@ -114,6 +124,8 @@ class DenseEncoder(nn.Module):
             passage_model = None
             if config.untie_encoder:
                 passage_model = load_backbone(path, cache_dir, **model_kwargs)
+        if lora_path:
+            query_model, passage_model = _with_adapter(query_model, passage_model, lora_path)
         _clamp_lengths(config, query_model)
         if add_pooler and config.projection_out_dim is None:
             config.projection_out_dim = query_model.config.hidden_size
@@ -124,6 +136,8 @@ class DenseEncoder(nn.Module):
             pooler = nn.Linear(in_dim, config.projection_out_dim)
             if (folder / POOLER_FILE).is_file():
                 pooler.load_state_dict(load_file(str(folder / POOLER_FILE)))
+            elif v1_pooler:
+                pooler.load_state_dict(v1_pooler[1])
             elif st_dense:
                 pooler.load_state_dict(st_format.load_dense(st_dense))
         if config.base_model_name_or_path is None:
@@ -251,6 +265,20 @@ class DenseEncoder(nn.Module):
         st_format.write_files(
             folder, self.settings, self.query_model.config.hidden_size, self.pooler, self.tied
         )
+
+
+def _with_adapter(
+    query_model: nn.Module, passage_model: nn.Module | None, adapter: str
+) -> tuple[nn.Module, nn.Module | None]:
+    """The backbone(s) with a saved peft adapter on top (Tevatron's ``--lora_name_or_path``)."""
+    from peft import PeftModel
+
+    if not (Path(adapter) / ADAPTER_CONFIG).is_file():
+        raise ConfigError(f"--lora_name_or_path {adapter}: no {ADAPTER_CONFIG} there")
+    wrapped = PeftModel.from_pretrained(query_model, adapter)
+    if passage_model is not None:
+        passage_model = PeftModel.from_pretrained(passage_model, adapter)
+    return wrapped, passage_model
 
 
 def _clamp_lengths(settings: EncoderConfig, model: nn.Module) -> None:
