@@ -124,13 +124,13 @@ def _set(values: dict, given: set[str], flag: PeerFlag, target: str, new: Any) -
     given.add(target)
 
 
-def _instruction(flag: PeerFlag, fmt: str, instruction: str | None) -> str | None:
+def instruction_prefix(flag: str, fmt: str, instruction: str | None) -> str | None:
     """FlagEmbedding formats ``fmt.format(instruction, text)``: as a prefix when text is last."""
     if instruction is None:  # FlagEmbedding applies the format only with an instruction
         return None
     fmt = fmt.replace("\\n", "\n")
     if fmt.count("{}") != 2 or not fmt.endswith("{}"):
-        raise ConfigError(f"--{flag.name} {fmt!r}: expected two {{}} with the text last")
+        raise ConfigError(f"--{flag} {fmt!r}: expected two {{}} with the text last")
     return fmt.format(instruction, "")
 
 
@@ -145,7 +145,7 @@ def _map_train(flag: PeerFlag, value: Any, values: dict, given: set[str]) -> Non
         if not values.get(DEST + "knowledge_distillation") and values.get("loss") != "distill":
             notice(f"--kd_loss_type {value} is ignored: it needs --knowledge_distillation True")
     elif name in ("query_instruction_format", "passage_instruction_format"):
-        values[target] = _instruction(flag, value, values.get(target))
+        values[target] = instruction_prefix(name, value, values.get(target))
     elif name in ("use_lora", "adafactor"):
         if value:
             _set(values, given, flag, target, "lora" if name == "use_lora" else "adafactor")

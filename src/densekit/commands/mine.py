@@ -1,4 +1,9 @@
-"""``densekit mine``: hard negatives from a run and qrels into a Tevatron-layout training file."""
+"""``densekit mine``: hard negatives into a training file (Tevatron's or FlagEmbedding's form).
+
+From a run and qrels (``--run --qrels --corpus --queries --output``), or as FlagEmbedding's
+``hn_mine.py`` (``--input_file --output_file --embedder_name_or_path``, optional
+``--candidate_pool``): its rows are searched with the model and get new ``neg`` lists.
+"""
 
 from __future__ import annotations
 
@@ -12,58 +17,96 @@ from densekit.commands import run_guarded
 from densekit.data.qrels import load_qrels
 from densekit.data.readers import load_corpus, load_queries
 from densekit.data.runs import read_run
-from densekit.errors import DataError
-from densekit.retrieval.mine import SAMPLES, mine_negatives, write_training_file
+from densekit.errors import ConfigError, DataError
+from densekit.peer_apply import instruction_prefix
+from densekit.peer_flags import notice
+from densekit.retrieval import mine
+
+# FlagEmbedding hn_mine.py flags densekit has no use for: (flag, reason).
+_FLAG_IGNORED = {
+    "use_gpu_for_searching": "densekit searches exactly on the CPU",
+    "search_batch_size": "FAISS searches all queries at once here",
+    "use_fp16": "vectors are computed in float32",
+    "devices": "one device, chosen automatically",
+    "cache_dir": "models are local folders",
+}
+_FLAG_CLASSES = {"encoder-only-base": None, "decoder-only-base": "last"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="densekit mine",
-        description=__doc__.splitlines()[0],
-    )
-    parser.add_argument("--run", required=True, help="TREC or MS MARCO run file")
-    parser.add_argument("--qrels", required=True)
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--queries", required=True)
-    parser.add_argument("--output", required=True, help="training jsonl to write")
-    parser.add_argument("--range_min", type=int, default=0, help="first rank used (0-based)")
-    parser.add_argument("--range_max", type=int, default=100, help="rank after the last used")
-    parser.add_argument("--negative_number", type=int, default=30)
-    parser.add_argument(
+    p = argparse.ArgumentParser(prog="densekit mine", description=__doc__.splitlines()[0])
+    p.add_argument("--run", help="TREC or MS MARCO run file")
+    p.add_argument("--qrels")
+    p.add_argument("--corpus")
+    p.add_argument("--queries")
+    p.add_argument("--output", help="training jsonl to write")
+    p.add_argument("--output_format", choices=mine.OUTPUT_FORMATS, default="tevatron")
+    p.add_argument("--range_min", type=int, default=0, help="first rank used (0-based)")
+    p.add_argument("--range_max", type=int, default=100, help="rank after the last used")
+    p.add_argument("--negative_number", type=int, default=None, help="default 30 (FE: 15)")
+    p.add_argument(
         "--perc_pos",
         type=float,
         default=0.95,
         help="drop candidates scoring above this fraction of the positive's score; 0 disables",
     )
-    parser.add_argument("--sample", choices=SAMPLES, default="top")
-    parser.add_argument("--seed", type=int, default=42)
-    return parser
+    p.add_argument("--sample", choices=mine.SAMPLES, default="top")
+    p.add_argument("--seed", type=int, default=42)
+    fe = p.add_argument_group("FlagEmbedding hn_mine.py")
+    fe.add_argument("--input_file", help="FlagEmbedding training jsonl (query, pos, neg)")
+    fe.add_argument("--output_file", help="the same rows with mined neg lists")
+    fe.add_argument("--candidate_pool", help="jsonl of {text}; default: every pos/neg text")
+    fe.add_argument("--range_for_sampling", default="10-210", help="0-based ranks START-END")
+    fe.add_argument("--embedder_name_or_path", help="the model that searches")
+    fe.add_argument("--embedder_model_class", choices=sorted(_FLAG_CLASSES), default=None)
+    fe.add_argument("--normalize_embeddings", type=_bool, default=True)
+    fe.add_argument("--pooling_method", default="cls")
+    fe.add_argument("--query_instruction_for_retrieval", default=None)
+    fe.add_argument("--query_instruction_format_for_retrieval", default="{}{}")
+    fe.add_argument("--embedder_query_max_length", type=int, default=512)
+    fe.add_argument("--embedder_passage_max_length", type=int, default=512)
+    fe.add_argument("--batch_size", type=int, default=64, help="encoding batch")
+    fe.add_argument("--trust_remote_code", type=_bool, default=False)
+    fe.add_argument("--examples_for_task", help="decoder-only-icl only: refused")
+    fe.add_argument("--examples_instruction_format", default="{}{}")
+    for name in _FLAG_IGNORED:
+        fe.add_argument(f"--{name}", nargs="?", const=True, default=None, help="ignored")
+    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _bool(text: str) -> bool:
+    from transformers.hf_argparser import string_to_bool
+
+    return string_to_bool(text)
+
+
+def _from_run(args: argparse.Namespace) -> int:
+    missing = [f"--{n}" for n in ("run", "qrels", "corpus", "queries", "output") if not getattr(args, n)]  # fmt: skip
+    if missing:
+        raise ConfigError(f"missing {', '.join(missing)} (or give FlagEmbedding's --input_file)")
     check_target(args.output, folder=False)
     qrels = load_qrels(args.qrels)
     run = read_run(args.run)
     if not any(qid in qrels for qid in run):
         raise DataError(args.run, f"no query of the run is judged in {args.qrels}")
-    negatives, report = mine_negatives(
+    negatives, report = mine.mine_negatives(
         run,
         qrels,
         range_min=args.range_min,
         range_max=args.range_max,
-        negative_number=args.negative_number,
+        negative_number=args.negative_number or 30,
         perc_pos=args.perc_pos if args.perc_pos > 0 else None,
         seed=args.seed,
         sample=args.sample,
     )
-    write_training_file(
+    mine.write_training_file(
         args.output,
         negatives,
         qrels,
         load_queries(args.queries),
         load_corpus(args.corpus),
         sources=(args.qrels, args.run, args.corpus, args.queries),
+        fmt=args.output_format,
     )
     with atomic_open(f"{args.output}.report.json", "w", encoding="utf-8") as handle:
         json.dump(asdict(report), handle, indent=2)
@@ -71,6 +114,62 @@ def main(argv: list[str] | None = None) -> int:
     for line in report.lines():
         print(line)
     return 0
+
+
+def _flag_encoder(args: argparse.Namespace):
+    from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+
+    if not args.embedder_name_or_path:
+        raise ConfigError("--input_file needs --embedder_name_or_path (the model that searches)")
+    if args.examples_for_task:
+        raise ConfigError("--examples_for_task: in-context examples (decoder-only-icl) are not supported")  # fmt: skip
+    if args.trust_remote_code:
+        notice("--trust_remote_code True is ignored: densekit runs no model code of its own")
+    prefix = instruction_prefix(
+        "query_instruction_format_for_retrieval",
+        args.query_instruction_format_for_retrieval,
+        args.query_instruction_for_retrieval,
+    )
+    pooling = _FLAG_CLASSES.get(args.embedder_model_class) or args.pooling_method
+    encoder = DenseEncoder.from_pretrained(
+        args.embedder_name_or_path,
+        pooling=pooling,
+        normalize=args.normalize_embeddings,
+        query_prefix=prefix or "",
+        passage_prefix="",
+        query_max_len=args.embedder_query_max_length,
+        passage_max_len=args.embedder_passage_max_length,
+    ).eval()
+    return encoder, load_tokenizer(args.embedder_name_or_path, encoder.settings.padding_side)
+
+
+def _flag_mode(args: argparse.Namespace) -> int:
+    """FlagEmbedding's hn_mine.py: rows in, the same rows with mined ``neg`` out."""
+    if not args.output_file:
+        raise ConfigError("--input_file needs --output_file")
+    for name, reason in _FLAG_IGNORED.items():
+        if getattr(args, name) is not None:
+            notice(f"--{name} {getattr(args, name)} is ignored: {reason}")
+    check_target(args.output_file, folder=False)
+    window = mine.parse_range(args.range_for_sampling)
+    rows = mine.read_flag_rows(args.input_file)
+    if args.candidate_pool:
+        pool = mine.read_pool(args.candidate_pool)
+    else:
+        pool = list(dict.fromkeys(t for r in rows for t in r["pos"] + r.get("neg", [])))
+    encoder, tokenizer = _flag_encoder(args)
+    run = mine.flag_search(encoder, tokenizer, rows, pool, depth=window[1])
+    mined = mine.mine_flag_rows(rows, pool, run, window, args.negative_number or 15, args.seed)
+    with atomic_open(args.output_file, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in mined)
+    short = sum(len(r["neg"]) < (args.negative_number or 15) for r in mined)
+    print(f"densekit mine: {len(mined)} rows to {args.output_file} ({short} short of negatives)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return _flag_mode(args) if args.input_file else _from_run(args)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Negatives come from a rank window of the run, minus the judged positives, minus (optionally)
 candidates scoring too close to the positive: NV-Retriever's TopK-PercPos filter, which drops
 likely unjudged positives (false negatives) that would otherwise teach the model the wrong thing.
+Output is Tevatron's layout or FlagEmbedding's ``{query, pos, neg}``; FlagEmbedding's own miner
+(``hn_mine.py``: texts in, texts out, other keys kept) is :func:`mine_flag_rows`.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ import os
 import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import datasets
 from tqdm.auto import tqdm
 
 from densekit.atomic import atomic_open
 from densekit.data.runs import ranked
+from densekit.data.text_files import iter_jsonl
 from densekit.errors import ConfigError, DataError
 
 SAMPLES = ("top", "random")
+OUTPUT_FORMATS = ("tevatron", "flagembedding")
 _WRITE_CHUNK = 1024
 
 
@@ -121,11 +126,15 @@ def write_training_file(
     queries: datasets.Dataset,
     corpus: datasets.Dataset,
     sources: tuple[str, str, str, str] = ("qrels", "run", "corpus", "queries"),
+    fmt: str = "tevatron",
 ) -> None:
-    """Write mined negatives as Tevatron-v1 jsonl (readable by Tevatron and FlagEmbedding too).
+    """Write mined negatives as Tevatron-v1 jsonl, or FlagEmbedding's ``{query, pos, neg}``
+    (passages as ``title text`` strings) with ``fmt="flagembedding"``.
 
     ``sources`` names the qrels, run, corpus and queries files in error messages.
     """
+    if fmt not in OUTPUT_FORMATS:
+        raise ConfigError(f"unknown output format {fmt!r}; expected {', '.join(OUTPUT_FORMATS)}")
     qrels_name, run_name, corpus_name, queries_name = sources
     query_text = dict(zip(queries["query_id"], queries["text"], strict=True))
     missing = _unknown(list(negatives), query_text)
@@ -159,4 +168,101 @@ def write_training_file(
                     "positive_passages": [passage[d] for d in positives[qid]],
                     "negative_passages": [passage[d] for d in negatives[qid]],
                 }
+                if fmt == "flagembedding":
+                    record = {
+                        "query": query_text[qid],
+                        "pos": [_flat(p) for p in record["positive_passages"]],
+                        "neg": [_flat(p) for p in record["negative_passages"]],
+                    }
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _flat(passage: dict[str, str]) -> str:
+    return f"{passage['title']} {passage['text']}".strip() if passage["title"] else passage["text"]
+
+
+def parse_range(spec: str) -> tuple[int, int]:
+    """FlagEmbedding's ``--range_for_sampling 10-210``: 0-based ranks ``[10, 210)``."""
+    start, _, end = spec.partition("-")
+    try:
+        window = int(start), int(end)
+    except ValueError:
+        raise ConfigError(
+            f"--range_for_sampling {spec!r}: expected START-END, e.g. 10-210"
+        ) from None
+    if not 0 <= window[0] < window[1]:
+        raise ConfigError(f"--range_for_sampling {spec!r}: need 0 <= START < END")
+    return window
+
+
+def read_flag_rows(path: str | os.PathLike) -> list[dict]:
+    """FlagEmbedding training rows (``query``, ``pos`` and optional ``neg`` strings), checked."""
+    rows = []
+    for line, row in iter_jsonl(Path(path)):
+        query, pos, neg = row.get("query"), row.get("pos"), row.get("neg", [])
+        if not isinstance(query, str) or not query.strip():
+            raise DataError(str(path), "missing or empty query", line)
+        for name, texts in (("pos", pos), ("neg", neg)):
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                raise DataError(str(path), f"{name} must be a list of strings", line)
+        if not pos:
+            raise DataError(str(path), "empty pos list", line)
+        rows.append(row)
+    if not rows:
+        raise DataError(str(path), "holds no records (empty)")
+    return rows
+
+
+def read_pool(path: str | os.PathLike) -> list[str]:
+    """A candidate pool: one ``{"text": ...}`` per line, duplicates kept once."""
+    texts = []
+    for line, row in iter_jsonl(Path(path)):
+        if not isinstance(row.get("text"), str) or not row["text"].strip():
+            raise DataError(str(path), "expected a non-empty text field", line)
+        texts.append(row["text"])
+    if not texts:
+        raise DataError(str(path), "holds no records (empty)")
+    return list(dict.fromkeys(texts))
+
+
+def flag_search(
+    encoder, tokenizer, rows: list[dict], pool: list[str], depth: int, bf16: bool = False
+) -> dict[str, dict[str, float]]:
+    """Exact search of every row's query over ``pool``: run ``{row index: {pool index: score}}``."""
+    from densekit.retrieval.dense import dense_run
+
+    corpus = datasets.Dataset.from_dict(
+        {"docid": [str(i) for i in range(len(pool))], "title": [""] * len(pool), "text": pool}
+    )
+    queries = datasets.Dataset.from_dict(
+        {"query_id": [str(i) for i in range(len(rows))], "text": [r["query"] for r in rows]}
+    )
+    return dense_run(encoder, tokenizer, corpus, queries, min(depth, len(pool)), bf16)
+
+
+def mine_flag_rows(
+    rows: list[dict],
+    pool: list[str],
+    run: Mapping[str, Mapping[str, float]],
+    window: tuple[int, int],
+    negative_number: int,
+    seed: int = 42,
+) -> list[dict]:
+    """FlagEmbedding's ``hn_mine.py`` on densekit's search: each row's ``neg`` becomes
+    ``negative_number`` texts drawn at random from its ranks ``window`` of ``run`` (row index ->
+    pool index -> score), never a positive or the query itself, topped up with random pool
+    texts when the window holds too few. Every other key of a row is kept."""
+    out = []
+    for index, row in enumerate(rows):
+        rng = random.Random(f"{seed}:{index}")
+        positives = set(row["pos"])
+        ranked_hits = ranked(run.get(str(index), {}))[window[0] : window[1]]
+        texts = [pool[int(docid)] for docid, _ in ranked_hits]
+        candidates = [t for t in texts if t not in positives and t != row["query"]]
+        if len(candidates) > negative_number:
+            candidates = rng.sample(candidates, negative_number)
+        if len(candidates) < negative_number:
+            others = [t for t in pool if t not in positives and t not in candidates]
+            candidates += rng.sample(others, min(len(others), negative_number - len(candidates)))
+        out.append({**row, "neg": candidates})
+    return out
