@@ -58,7 +58,9 @@ def test_min_inclusive_max_exclusive_and_transform(files):
     scores, queries, _ = materialize([_config(files, min_score=1, max_score=3)])
     assert scores == {"q0": {"d1": 2.0, "d2": 1.0}, "q1": {"d4": 2.0, "d5": 1.0}}
     assert queries["q0"] == "query 0"
-    halved, _, _ = materialize([_config(files, min_score=2, score_transform=lambda s: s / 2)])
+    halved, _, _ = materialize(
+        [_config(files, min_score=2, score_transform=lambda t: t["score"] / 2)]
+    )
     assert halved == {"q0": {"d0": 1.5, "d1": 1.0}, "q1": {"d4": 1.0}}
     constant, _, _ = materialize([_config(files, max_score=1, score_transform=0.5)])
     assert constant == {"q0": {"d3": 0.5}, "q2": {"d6": 0.5}}
@@ -84,15 +86,16 @@ def test_unknown_ids_name_the_qrels_file_and_line(files, tmp_path):
 
 def test_binary_dataset_draws_negatives_from_other_configs(files):
     args = DataArguments(train_group_size=3, passage_field_separator=": ")
+    args.dataset_name = "scifact"
     dataset = BinaryDataset(
         args,
         positive_configs=_config(files, min_score=2),
         negative_configs=_config(files, path_key="run"),
-        format_query=lambda text, qid: f"{qid}| {text}",
+        format_query=lambda text, dataset: f"{dataset}| {text}",  # Trove's keyword call
     )
     assert len(dataset) == 2  # q2 has no positive at score >= 2
     item = dataset[0]
-    assert item["query"] == "q0| query 0"
+    assert item["query"] == "scifact| query 0"
     assert item["passages"][0] in ("title 0: text of doc 0", "title 1: text of doc 1")
     # q0's run negatives minus its positives: d4 and d7 only (d0 is a positive)
     assert set(item["passages"][1:]) <= {"title 4: text of doc 4", "title 7: text of doc 7"}
@@ -184,3 +187,47 @@ def test_ir_metrics_during_training_match_a_hand_ranking(files, tiny_model, tmp_
         reciprocal.append(1.0 / hits[0] if hits else 0.0)
     assert result["eval_mrr@3"] == pytest.approx(np.mean(reciprocal), abs=1e-6)
     assert 0.0 <= result["eval_ndcg@1"] <= 1.0 and "eval_loss" in result
+
+
+def test_trove_qrel_files_lists_filters_and_groups(files, tmp_path, write_jsonl):
+    """Grouped jsonl and Tevatron rows as qrels, several paths, filter_fn, group_* cuts and
+    score transforms, each checked against the triplets written here."""
+    grouped = write_jsonl(
+        tmp_path / "grouped.jsonl",
+        [{"qid": "q0", "docid": ["d5", "d6", "d7"], "score": [0.5, 2.5, 1.5]},
+         {"qid": "q1", "docid": ["d2"], "score": [3]}],
+    )  # fmt: skip
+    tevatron = write_jsonl(
+        tmp_path / "tevatron.jsonl",
+        [{"query_id": "q2", "query": "x", "positive_passages": [{"docid": "d1", "text": "t"}],
+          "negative_passages": [{"docid": "d3", "text": "t"}]}],
+    )  # fmt: skip
+    both = MaterializedQRelConfig(
+        [str(grouped), str(tevatron)], [files["corpus"]], [files["queries"]]
+    )
+    scores, _, _ = materialize([both])
+    assert scores == {
+        "q0": {"d5": 0.5, "d6": 2.5, "d7": 1.5},
+        "q1": {"d2": 3.0},
+        "q2": {"d3": 0.0, "d1": 1.0},
+    }
+
+    def cut(**kwargs):
+        return materialize([MaterializedQRelConfig(str(grouped), files["corpus"], files["queries"], **kwargs)])[0]  # fmt: skip
+
+    assert cut(group_top_k=1)["q0"] == {"d6": 2.5}
+    assert cut(group_bottom_k=2)["q0"] == {"d5": 0.5, "d7": 1.5}
+    assert cut(group_first_k=2)["q0"] == {"d5": 0.5, "d6": 2.5}
+    assert len(cut(group_random_k=2)["q0"]) == 2
+    assert cut(filter_fn=lambda t: t["docid"] != "d6", min_score=2)["q0"] == {"d5": 0.5, "d7": 1.5}
+    assert cut(group_filter_fn=lambda ts: ts[-1:])["q0"] == {"d7": 1.5}
+    assert cut(score_transform="floor")["q0"] == {"d5": 0.0, "d6": 2.0, "d7": 1.0}
+    assert cut(score_transform="ceil")["q0"] == {"d5": 1.0, "d6": 3.0, "d7": 2.0}
+    subset = tmp_path / "subset.txt"
+    subset.write_text("q1\n")
+    assert cut(query_subset_path=str(subset)) == {"q1": {"d2": 3.0}}
+    with pytest.raises(Exception, match="choose one of"):
+        cut(group_top_k=1, group_first_k=1)
+    (tmp_path / "broken.jsonl").write_text('{"qid": "q0", "docid": ["d1"], "score": [1, 2]}\n')
+    with pytest.raises(DataError, match=r"broken.jsonl:1: docid and score"):
+        materialize([MaterializedQRelConfig(str(tmp_path / "broken.jsonl"), files["corpus"], files["queries"])])  # fmt: skip

@@ -1,73 +1,111 @@
 """Trove-style composable training data: qrels + corpus + queries, filtered and transformed.
 
-A ``MaterializedQRelConfig`` names a qrels file (or a TREC run used as one) with its corpus and
-queries, keeps the pairs whose score lies in ``[min_score, max_score)`` and maps kept scores
-through ``score_transform``. Several configs merge (a later config's score wins for a pair it
-shares). ``BinaryDataset`` draws positives from some configs and negatives from others;
-``MultiLevelDataset`` keeps graded labels for listwise losses.
+A ``MaterializedQRelConfig`` names one or more qrel files (qrels, a TREC run, Trove's grouped
+jsonl or Tevatron training jsonl, see :mod:`densekit.data.qrel_files`) with their corpora and
+queries. Its triplets are filtered (``filter_fn``, else ``[min_score, max_score)``), cut per
+query (``group_filter_fn``, else one of ``group_top_k/bottom_k/first_k/random_k``), and their
+scores mapped by ``score_transform`` (a number, ``floor``/``ceil``, or a callable of the
+triplet dict), in Trove's order. Several configs merge (a later config's score wins for a pair
+it shares). ``BinaryDataset`` draws positives from some configs and negatives from others;
+``MultiLevelDataset`` keeps graded labels for listwise losses and evaluation.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
 from torch.utils.data import Dataset
 
 from densekit.data.formatting import TextFormat
-from densekit.data.qrels import load_qrels
+from densekit.data.qrel_files import line_of, read_ids, read_triplets
 from densekit.data.readers import TRAIN_FEATURES, load_corpus, load_queries
-from densekit.data.runs import read_run
-from densekit.data.text_files import text_lines
 from densekit.data.train_dataset import Corpus, TrainDataset
-from densekit.errors import DataError
+from densekit.errors import ConfigError, DataError
 
 Scores = dict[str, dict[str, float]]
+Paths = str | os.PathLike | Sequence[str | os.PathLike] | None
+_GROUP_KS = ("group_top_k", "group_bottom_k", "group_first_k", "group_random_k")
+
+
+def _paths(value: Paths) -> list[str]:
+    if value is None:
+        return []
+    return [str(value)] if isinstance(value, (str, os.PathLike)) else [str(v) for v in value]
 
 
 @dataclass
 class MaterializedQRelConfig:
-    """One source of (query, passage, score) triples and the files that give them text."""
+    """One source of (query, passage, score) triplets and the files that give them text."""
 
-    qrel_path: str
-    corpus_path: str
-    query_path: str
+    qrel_path: Paths = None
+    corpus_path: Paths = None
+    query_path: Paths = None
+    corpus_cache: Any = None  # Trove keeps these for its own embedding cache; unused here
+    query_cache: Any = None
+    query_subset_path: Paths = None
     min_score: float | None = None
     max_score: float | None = None
-    score_transform: float | Callable[[float], float] | None = None
+    filter_fn: Callable[[dict[str, Any]], bool] | None = None
+    group_top_k: int | None = None
+    group_bottom_k: int | None = None
+    group_first_k: int | None = None
+    group_random_k: int | None = None
+    group_filter_fn: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+    score_transform: str | float | Callable[[dict[str, Any]], float] | None = None
+    seed: int = field(default=42, repr=False)  # group_random_k draws once, seeded
 
-    def keeps(self, score: float) -> bool:
-        """``min_score`` is inclusive, ``max_score`` exclusive (as in Trove)."""
+    def __post_init__(self) -> None:
+        if sum(getattr(self, k) is not None for k in _GROUP_KS) > 1:
+            raise ConfigError(f"choose one of {', '.join(_GROUP_KS)}")
+        if isinstance(self.score_transform, str) and self.score_transform not in ("floor", "ceil"):
+            raise ConfigError(f"score_transform {self.score_transform!r}: expected floor or ceil")
+
+    @property
+    def qrel_paths(self) -> list[str]:
+        return _paths(self.qrel_path)
+
+    def keeps(self, triplet: dict[str, Any]) -> bool:
+        """``filter_fn`` if given, else ``min_score`` inclusive, ``max_score`` exclusive."""
+        if self.filter_fn is not None:
+            return bool(self.filter_fn(triplet))
+        score = triplet["score"]
         if self.min_score is not None and score < self.min_score:
             return False
         return not (self.max_score is not None and score >= self.max_score)
 
-    def transform(self, score: float) -> float:
-        if self.score_transform is None:
-            return score
-        if callable(self.score_transform):
-            return float(self.score_transform(score))
-        return float(self.score_transform)
+    def group(self, triplets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One query's kept triplets cut as Trove's ``group_*`` options say (file order kept)."""
+        if self.group_filter_fn is not None:
+            return list(self.group_filter_fn(triplets))
+        by_score = sorted(triplets, key=lambda t: -t["score"])
+        if self.group_top_k is not None:
+            return by_score[: self.group_top_k]
+        if self.group_bottom_k is not None:
+            return by_score[::-1][: self.group_bottom_k]
+        if self.group_first_k is not None:
+            return triplets[: self.group_first_k]
+        if self.group_random_k is not None and len(triplets) > self.group_random_k:
+            rng = random.Random(f"{self.seed}:{triplets[0]['qid']}")
+            return rng.sample(triplets, self.group_random_k)
+        return triplets
 
-
-def _read_scores(path: str) -> Scores:
-    """Qrels (BEIR tsv or TREC) or a TREC run (6 columns) as ``{qid: {docid: score}}``."""
-    first = next((line for _, line in text_lines(path) if line.strip()), "")
-    if len(first.split()) == 6:
-        return read_run(path)
-    return {q: {d: float(s) for d, s in docs.items()} for q, docs in load_qrels(path).items()}
-
-
-def _line_of(path: str, *tokens: str) -> int | None:
-    """First line of ``path`` holding all ``tokens`` as fields (for error messages only)."""
-    for number, line in text_lines(path):
-        fields = set(line.split())
-        if all(t in fields for t in tokens):
-            return number
-    return None
+    def transform(self, triplet: dict[str, Any]) -> float:
+        rule = self.score_transform
+        if rule is None:
+            return float(triplet["score"])
+        if callable(rule):
+            return float(rule(triplet))
+        if rule == "floor":
+            return float(int(triplet["score"]))
+        if rule == "ceil":
+            return float(math.ceil(triplet["score"]))
+        return float(rule)
 
 
 class _Texts:
@@ -89,6 +127,18 @@ class _Texts:
         return self.queries[path]
 
 
+def _config_triplets(config: MaterializedQRelConfig) -> list[tuple[str, dict[str, Any]]]:
+    """(qrel file, triplet dict) kept by ``config``, grouped per query, in file order."""
+    subset = set().union(*(read_ids(p) for p in _paths(config.query_subset_path)))
+    per_query: dict[str, list[dict[str, Any]]] = {}
+    for path in config.qrel_paths:
+        for t in read_triplets(path):
+            triplet = {"qid": t.qid, "docid": t.docid, "score": t.score, "path": path, "line": t.line}  # fmt: skip
+            if (not subset or t.qid in subset) and config.keeps(triplet):
+                per_query.setdefault(t.qid, []).append(triplet)
+    return [(t["path"], t) for group in per_query.values() for t in config.group(group)]
+
+
 def materialize(
     configs: Sequence[MaterializedQRelConfig], texts: _Texts | None = None
 ) -> tuple[Scores, dict[str, str], dict[str, str]]:
@@ -98,27 +148,24 @@ def materialize(
     query_text: dict[str, str] = {}
     doc_source: dict[str, str] = {}
     for config in configs:
-        corpus = texts.corpus(config.corpus_path)
-        queries = texts.query_texts(config.query_path)
-        for qid, docs in _read_scores(config.qrel_path).items():
-            for docid, score in docs.items():
-                if not config.keeps(score):
-                    continue
-                if qid not in queries:
-                    raise DataError(
-                        config.qrel_path,
-                        f"query id {qid!r} is not in {config.query_path}",
-                        _line_of(config.qrel_path, qid),
-                    )
-                if docid not in corpus:
-                    raise DataError(
-                        config.qrel_path,
-                        f"document id {docid!r} is not in {config.corpus_path}",
-                        _line_of(config.qrel_path, qid, docid),
-                    )
-                merged.setdefault(qid, {})[docid] = config.transform(score)
-                query_text[qid] = queries[qid]
-                doc_source[docid] = config.corpus_path
+        if not config.qrel_paths or not _paths(config.corpus_path) or not _paths(config.query_path):
+            raise ConfigError(
+                "a MaterializedQRelConfig needs qrel_path, corpus_path and query_path"
+            )
+        corpora = [(p, texts.corpus(p)) for p in _paths(config.corpus_path)]
+        queries = {k: v for p in _paths(config.query_path) for k, v in texts.query_texts(p).items()}
+        for path, t in _config_triplets(config):
+            qid, docid = t["qid"], t["docid"]
+            if qid not in queries:
+                line = t["line"] or line_of(path, qid)
+                raise DataError(path, f"query id {qid!r} is not in {config.query_path}", line)
+            source = next((p for p, corpus in corpora if docid in corpus), None)
+            if source is None:
+                line = t["line"] or line_of(path, qid, docid)
+                raise DataError(path, f"document id {docid!r} is not in {config.corpus_path}", line)
+            merged.setdefault(qid, {})[docid] = config.transform(t)
+            query_text[qid] = queries[qid]
+            doc_source[docid] = source
     return merged, query_text, doc_source
 
 
@@ -132,11 +179,24 @@ def _id_passages(docids: list[str]) -> list[dict[str, Any]]:
     return [{"docid": d, "title": None, "text": None} for d in docids]
 
 
+def _overridden(data_args: Any, overrides: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+    """Trove's ``data_args_overrides``: ``group_size`` and other DataArguments fields."""
+    overrides = dict(overrides or {})
+    size = int(overrides.pop("group_size", data_args.train_group_size))
+    for name in overrides:
+        if not hasattr(data_args, name):
+            raise ConfigError(f"data_args_overrides: {name!r} is not a DataArguments field")
+    return size, overrides
+
+
 class BinaryDataset(TrainDataset):
     """Positives from ``positive_configs``, negatives from ``negative_configs`` (Trove).
 
     A query needs at least one positive; passages that are positives are never negatives.
-    ``format_query(text, qid)`` / ``format_passage(text, title, docid)`` override the prefixes.
+    ``format_query(text=, dataset=)`` / ``format_passage(text=, title=, dataset=)`` (Trove's
+    calls, e.g. ``model.format_query``) override the prefixes; ``dataset`` is
+    ``data_args.dataset_name``. ``num_proc`` is accepted for Trove's signature (files are read
+    in one pass here).
     """
 
     def __init__(
@@ -144,14 +204,17 @@ class BinaryDataset(TrainDataset):
         data_args: Any,
         positive_configs: MaterializedQRelConfig | Sequence[MaterializedQRelConfig],
         negative_configs: MaterializedQRelConfig | Sequence[MaterializedQRelConfig] | None = None,
-        format_query: Callable[[str, str], str] | None = None,
-        format_passage: Callable[[str, str, str], str] | None = None,
+        format_query: Callable[..., str] | None = None,
+        format_passage: Callable[..., str] | None = None,
         seed: int = 42,
         text_format: TextFormat | None = None,
+        data_args_overrides: dict[str, Any] | None = None,
+        num_proc: int | None = None,
     ) -> None:
+        group_size, _ = _overridden(data_args, data_args_overrides)
         texts = _Texts()
-        positive, query_text, sources = materialize(_as_list(positive_configs), texts)
-        negative, _, neg_sources = materialize(_as_list(negative_configs), texts)
+        positive, query_text, _ = materialize(_as_list(positive_configs), texts)
+        negative, _, _ = materialize(_as_list(negative_configs), texts)
         rows = []
         for qid, docs in positive.items():
             pos = sorted(d for d, s in docs.items() if s > 0)
@@ -172,12 +235,14 @@ class BinaryDataset(TrainDataset):
         if not rows:
             raise DataError(positive_configs_path(positive_configs), "no query has a positive")
         records = datasets.Dataset.from_list(rows, features=TRAIN_FEATURES)
+        self.dataset_name = getattr(data_args, "dataset_name", None)
         self.format_query_fn = format_query
         self.format_passage_fn = format_passage
+        paths = {p for c in _as_list(positive_configs) + _as_list(negative_configs) for p in _paths(c.corpus_path)}  # fmt: skip
         super().__init__(
             records,
-            group_size=data_args.train_group_size,
-            corpus=_merged_corpus(texts, set(sources.values()) | set(neg_sources.values())),
+            group_size=group_size,
+            corpus=_merged_corpus(texts, paths),
             text_format=text_format or _data_args_format(data_args),
             seed=seed,
         )
@@ -186,22 +251,25 @@ class BinaryDataset(TrainDataset):
         if self.format_passage_fn is None:
             return super()._text(passage)
         full = self.corpus.get(passage["docid"])
-        return self.format_passage_fn(full["text"], full["title"], full["docid"])
+        return self.format_passage_fn(
+            text=full["text"], title=full["title"] or None, dataset=self.dataset_name
+        )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = super().__getitem__(index)
         if self.format_query_fn is not None:
-            row = self.records[index]
-            item["query"] = self.format_query_fn(row["query"], row["query_id"])
+            query = self.records[index]["query"]
+            item["query"] = self.format_query_fn(text=query, dataset=self.dataset_name)
         return item
 
 
 class MultiLevelDataset(Dataset):
     """Groups of ``group_size`` passages with graded labels, for listwise losses (Trove).
 
-    ``passage_selection_strategy``: ``most_relevant`` keeps the highest-labelled passages,
+    ``passage_selection_strategy`` (``data_args`` or ``data_args_overrides``):
+    ``most_relevant`` keeps the highest-labelled passages, ``least_relevant`` the lowest,
     ``random`` a seeded random subset per epoch; short groups are padded with random corpus
-    passages labelled 0.
+    passages labelled 0. ``qrels``, ``queries`` and ``corpus`` serve the evaluator.
     """
 
     def __init__(
@@ -211,17 +279,23 @@ class MultiLevelDataset(Dataset):
         data_args_overrides: dict[str, Any] | None = None,
         seed: int = 42,
         text_format: TextFormat | None = None,
+        format_query: Callable[..., str] | None = None,
+        format_passage: Callable[..., str] | None = None,
+        num_proc: int | None = None,
     ) -> None:
-        overrides = data_args_overrides or {}
-        self.group_size = int(overrides.get("group_size", data_args.train_group_size))
-        self.strategy = overrides.get("passage_selection_strategy", "most_relevant")
-        if self.strategy not in ("most_relevant", "random"):
-            raise DataError("data_args_overrides", f"unknown strategy {self.strategy!r}")
+        self.group_size, overrides = _overridden(data_args, data_args_overrides)
+        default = getattr(data_args, "passage_selection_strategy", None) or "most_relevant"
+        self.strategy = overrides.get("passage_selection_strategy", default)
+        if self.strategy not in ("most_relevant", "least_relevant", "random"):
+            raise ConfigError(f"unknown passage_selection_strategy {self.strategy!r}")
         self.text_format = text_format or _data_args_format(data_args)
+        self.dataset_name = getattr(data_args, "dataset_name", None)
+        self.format_query_fn, self.format_passage_fn = format_query, format_passage
         texts = _Texts()
-        self.scores, self.query_text, sources = materialize(_as_list(qrel_config), texts)
+        configs = _as_list(qrel_config)
+        self.scores, self.query_text, _ = materialize(configs, texts)
         self.qids = sorted(self.scores)
-        self.corpus = _merged_corpus(texts, set(sources.values()))
+        self.corpus = _merged_corpus(texts, {p for c in configs for p in _paths(c.corpus_path)})
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -230,34 +304,48 @@ class MultiLevelDataset(Dataset):
     def __len__(self) -> int:
         return len(self.qids)
 
+    def _choose(self, qid: str, rng: random.Random) -> list[tuple[str, float]]:
+        docs = sorted(self.scores[qid].items(), key=lambda item: (-item[1], item[0]))
+        if self.strategy == "least_relevant":
+            docs = docs[::-1]
+        elif self.strategy == "random":
+            docs = rng.sample(docs, min(len(docs), self.group_size))
+            docs.sort(key=lambda item: (-item[1], item[0]))
+        return docs[: self.group_size]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         qid = self.qids[index]
         rng = random.Random(hash((self.seed, self.epoch, index)))
-        docs = sorted(self.scores[qid].items(), key=lambda item: (-item[1], item[0]))
-        if self.strategy == "random":
-            docs = rng.sample(docs, min(len(docs), self.group_size))
-            docs.sort(key=lambda item: (-item[1], item[0]))
-        chosen = docs[: self.group_size]
+        chosen = self._choose(qid, rng)
         passages = [self.corpus.get(d) for d, _ in chosen]
         labels = [s for _, s in chosen]
         while len(passages) < self.group_size:
             passages.append(self.corpus.table[rng.randrange(len(self.corpus))])
             labels.append(0.0)
         return {
-            "query": self.text_format.format_query(self.query_text[qid]),
-            "passages": [self.text_format.format_passage(p["text"], p["title"]) for p in passages],
+            "query": self.format_query(self.query_text[qid]),
+            "passages": [self.format_passage(p["text"], p["title"]) for p in passages],
             "labels": labels,
         }
+
+    def format_query(self, text: str) -> str:
+        if self.format_query_fn is None:
+            return self.text_format.format_query(text)
+        return self.format_query_fn(text=text, dataset=self.dataset_name)
+
+    def format_passage(self, text: str, title: str | None) -> str:
+        if self.format_passage_fn is None:
+            return self.text_format.format_passage(text, title)
+        return self.format_passage_fn(text=text, title=title or None, dataset=self.dataset_name)
 
 
 def _data_args_format(data_args: Any) -> TextFormat:
     """The text format named by ``DataArguments`` (used when no encoder config is given)."""
+    separator = getattr(data_args, "passage_field_separator", None)
     return TextFormat(
-        query_prefix=data_args.query_prefix or "",
-        passage_prefix=data_args.passage_prefix or "",
-        passage_field_separator=" "
-        if data_args.passage_field_separator is None
-        else data_args.passage_field_separator,
+        query_prefix=getattr(data_args, "query_prefix", None) or "",
+        passage_prefix=getattr(data_args, "passage_prefix", None) or "",
+        passage_field_separator=" " if separator is None else separator,
     )
 
 
@@ -268,7 +356,7 @@ def _as_list(configs) -> list[MaterializedQRelConfig]:
 
 
 def positive_configs_path(configs) -> str:
-    return ", ".join(c.qrel_path for c in _as_list(configs)) or "positive_configs"
+    return ", ".join(p for c in _as_list(configs) for p in c.qrel_paths) or "positive_configs"
 
 
 __all__ = ["BinaryDataset", "MaterializedQRelConfig", "MultiLevelDataset", "materialize"]
