@@ -48,6 +48,8 @@ _EXPORTS = {
     "ExactEvaluator": "densekit.evaluation.exact",
     "evaluate": "densekit.evaluation.metrics",
     "IRMetrics": "densekit.evaluation.ir_metrics",
+    "EvaluationArguments": "densekit.evaluation.retrieval_evaluator",
+    "RetrievalEvaluator": "densekit.evaluation.retrieval_evaluator",
     "mine_negatives": "densekit.retrieval.mine",
     "bm25_run": "densekit.retrieval.bm25",
 }

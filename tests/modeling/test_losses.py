@@ -199,3 +199,22 @@ def test_matryoshka_by_name_wraps_the_named_base():
 def test_distill_needs_teacher_scores(qp):
     with pytest.raises(ConfigError, match="pos_scores"):
         DistillationLoss()(*qp)
+
+
+def test_trove_kl_by_hand(qp):
+    """Trove's ``kl``: labels spread over the whole batch (0 for other queries' passages)."""
+    q, p = qp
+    labels = torch.tensor(TEACHER, dtype=torch.float64)
+    loss = RetrievalLoss.create("kl", temperature=TEMP)
+    n, group = len(TEACHER), len(TEACHER[0])
+    total = 0.0
+    for i in range(n):
+        logits = [sum(a * b for a, b in zip(q[i].tolist(), row, strict=True)) / TEMP for row in p.tolist()]  # fmt: skip
+        target = [0.0] * (n * group)
+        target[i * group : (i + 1) * group] = TEACHER[i]
+        log_s = [x - math.log(sum(math.exp(v) for v in logits)) for x in logits]
+        log_t = [x - math.log(sum(math.exp(v) for v in target)) for x in target]
+        total += sum(math.exp(t) * (t - s) for t, s in zip(log_t, log_s, strict=True))
+    assert loss(q, p, labels).item() == pytest.approx(total / n, rel=1e-5)
+    with pytest.raises(ConfigError, match="labels"):
+        loss(q, p)

@@ -54,6 +54,13 @@ class RetrievalCollator:
     passage_max_len: int = 128
     append_eos: bool = False
     pad_to_multiple_of: int | None = 8
+    data_args: Any = None  # Trove's form: lengths and padding multiple from DataArguments
+
+    def __post_init__(self) -> None:
+        if self.data_args is not None:
+            self.query_max_len = self.data_args.query_max_len
+            self.passage_max_len = self.data_args.passage_max_len
+            self.pad_to_multiple_of = self.data_args.pad_to_multiple_of or None
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         queries = [item["query"] for item in items]

@@ -10,6 +10,7 @@ from typing import Any
 from densekit.errors import ConfigError
 from densekit.modeling.encoder import DenseEncoder
 from densekit.modeling.finetune import apply_bitfit, wrap_lora
+from densekit.modeling.losses import loss_from_args
 
 
 def _model_kwargs(attn_implementation: str | None, load_in_4bit: bool, fine_tune_type: str) -> dict:
@@ -86,9 +87,18 @@ class BiEncoderRetriever(DenseEncoder):
 
     It lives here, beside ``build_encoder``, so the encoder module never depends on the
     factory; the argument objects map themselves to keyword arguments (``encoder_kwargs``).
+    As in Trove, the model carries the loss its arguments name (``default_loss``), which a
+    ``RetrievalTrainer`` given no ``loss_fn`` uses.
     """
 
     @classmethod
-    def from_model_args(cls, model_args=None, data_args=None, args=None) -> BiEncoderRetriever:
+    def from_model_args(
+        cls, model_args=None, data_args=None, args=None, training_args=None
+    ) -> BiEncoderRetriever:
+        """``training_args`` is accepted for Trove's signature (precision and devices are the
+        trainer's business here)."""
         model_args = model_args if model_args is not None else args
-        return build_encoder(**model_args.encoder_kwargs(data_args), encoder_class=cls)
+        encoder = build_encoder(**model_args.encoder_kwargs(data_args), encoder_class=cls)
+        # Not a submodule: the loss has no weights to save and must not enter state dicts.
+        object.__setattr__(encoder, "default_loss", loss_from_args(model_args, encoder.settings))
+        return encoder

@@ -152,6 +152,29 @@ class ListwiseLoss(DistillationLoss):
     """
 
 
+@register("kl")
+class KLLoss(RetrievalLoss):
+    """Trove's ``kl``: KL from the softmax of each query's labels over the whole batch (zero
+    for the other queries' passages) to the softmax of its in-batch scores / temperature.
+
+    Unlike ``listwise`` (own group only), the other queries' passages take part with label 0,
+    as in Trove's ``KLDivergenceLoss``.
+    """
+
+    def forward(self, q, p, teacher_scores=None):
+        if teacher_scores is None:
+            raise ConfigError(f"loss {self.name} needs graded labels or scores in every row")
+        rows = teacher_scores.float().unbind(0)
+        targets = torch.block_diag(*(row.unsqueeze(0) for row in rows))
+        logits = (q @ p.T).float() / self.temperature
+        return F.kl_div(
+            F.log_softmax(logits, dim=-1),
+            F.log_softmax(targets, dim=-1),
+            log_target=True,
+            reduction="batchmean",
+        )
+
+
 @register("matryoshka")
 class MatryoshkaLoss(RetrievalLoss):
     """Any loss applied to leading slices of the vectors, weighted (Kusupati et al., 2022).
@@ -196,12 +219,36 @@ class MatryoshkaLoss(RetrievalLoss):
         return total
 
 
+def loss_from_args(model_args, settings) -> RetrievalLoss:
+    """The registry loss a ``ModelArguments`` names (wrapped in Matryoshka when asked), at the
+    encoder's temperature; shared by the command line and Trove's Python path."""
+    loss = RetrievalLoss.create(
+        model_args.loss or "infonce",
+        temperature=settings.temperature,
+        margin=model_args.margin,
+        use_inbatch_neg=model_args.use_inbatch_neg,
+        symmetric=model_args.symmetric_loss,
+        distil_temperature=model_args.distil_temperature,
+        normalize=settings.normalize,
+    )
+    if model_args.use_matryoshka and not isinstance(loss, MatryoshkaLoss):
+        loss = MatryoshkaLoss(
+            loss,
+            dims=model_args.matryoshka_dims,
+            weights=model_args.matryoshka_loss_weights,
+            normalize=settings.normalize,
+        )
+    return loss
+
+
 __all__ = [
     "DistillationLoss",
     "InfoNCELoss",
+    "KLLoss",
     "ListwiseLoss",
     "MatryoshkaLoss",
     "RetrievalLoss",
     "group_targets",
+    "loss_from_args",
     "register",
 ]

@@ -30,7 +30,7 @@ from densekit.data.train_dataset import Corpus, TrainDataset
 from densekit.errors import ConfigError
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.modeling.factory import build_encoder
-from densekit.modeling.losses import MatryoshkaLoss, RetrievalLoss
+from densekit.modeling.losses import RetrievalLoss, loss_from_args
 from densekit.training.checkpoints import resume_point
 from densekit.training.model_card import write_model_card
 from densekit.training.report import write_report
@@ -41,23 +41,7 @@ logger = logging.getLogger("densekit.train")
 
 def build_loss(model_args: ModelArguments, encoder: DenseEncoder) -> RetrievalLoss:
     """The registry loss named by ``--loss``, wrapped in Matryoshka when asked."""
-    loss = RetrievalLoss.create(
-        model_args.loss,
-        temperature=encoder.settings.temperature,
-        margin=model_args.margin,
-        use_inbatch_neg=model_args.use_inbatch_neg,
-        symmetric=model_args.symmetric_loss,
-        distil_temperature=model_args.distil_temperature,
-        normalize=encoder.settings.normalize,
-    )
-    if model_args.use_matryoshka and not isinstance(loss, MatryoshkaLoss):
-        loss = MatryoshkaLoss(
-            loss,
-            dims=model_args.matryoshka_dims,
-            weights=model_args.matryoshka_loss_weights,
-            normalize=encoder.settings.normalize,
-        )
-    return loss
+    return loss_from_args(model_args, encoder.settings)
 
 
 def read_training_data(data_args: DataArguments) -> tuple[datasets.Dataset, Corpus | None]:

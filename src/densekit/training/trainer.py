@@ -60,16 +60,16 @@ class RetrievalTrainer(Trainer):
         # accepts an evaluation strategy; evaluate() below never builds a dataloader from it.
         if evaluator is not None and kwargs.get("eval_dataset") is None:
             kwargs["eval_dataset"] = _EXACT_ONLY
+        if "tokenizer" in kwargs:  # transformers 5 renamed it; Trove's scripts still pass it
+            kwargs.setdefault("processing_class", kwargs.pop("tokenizer"))
         super().__init__(*args, **kwargs)
         self.evaluator = evaluator
         if not isinstance(self.model, DenseEncoder):
             raise ConfigError("RetrievalTrainer needs a densekit DenseEncoder model")
         temperature = self.model.settings.temperature
-        self.loss_fn = (
-            loss_fn
-            if loss_fn is not None
-            else RetrievalLoss.create("infonce", temperature=temperature)
-        )
+        self.loss_fn = loss_fn if loss_fn is not None else getattr(self.model, "default_loss", None)
+        if self.loss_fn is None:
+            self.loss_fn = RetrievalLoss.create("infonce", temperature=temperature)
         if self.train_dataset is not None:
             self.add_callback(EpochCallback(self.train_dataset))
         # Set by the training loop; set here too so a step can run outside ``train()``.
@@ -172,6 +172,14 @@ class RetrievalTrainer(Trainer):
         return loss, scores, labels
 
     # ------------------------------------------------------------------ evaluation
+
+    def get_eval_dataloader(self, eval_dataset: Any = None):
+        """Evaluation groups need no full batches: the last one is kept (training drops it)."""
+        drop, self.args.dataloader_drop_last = self.args.dataloader_drop_last, False
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.args.dataloader_drop_last = drop
 
     def evaluate(
         self,
