@@ -19,6 +19,7 @@ COMMANDS = {
     "encode": ("encode", "embed queries or a corpus into .npy + ids"),
     "index": ("index", "build and save a FAISS index over passage vectors"),
     "search": ("search", "FAISS search of query vectors over passage vectors"),
+    "merge-runs": ("merge_runs", "merge runs of passage shards searched apart (exact top-k)"),
     "evaluate": ("evaluate", "run + qrels -> nDCG, MRR, recall, MAP, P"),
     "evaluate-checkpoints": (
         "evaluate_checkpoints",

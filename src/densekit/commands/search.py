@@ -1,22 +1,32 @@
 """``densekit search``: query embeddings against passage embeddings, written as a run file.
 
 By default every passage shard goes into one index; ``--shard_by_shard`` indexes and searches
-one shard at a time and merges the per-shard top-k.
+one shard at a time and merges the per-shard top-k. Queries are searched a batch at a time and
+the run written as it goes (under a temporary name, renamed when complete).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 
 from densekit import peer_apply
 from densekit.atomic import check_target
 from densekit.commands import run_guarded
-from densekit.data.runs import FORMATS, Run, write_run
+from densekit.data.runs import FORMATS, write_run
 from densekit.errors import ConfigError
 from densekit.retrieval.embeddings import embedding_shards, load_embeddings
-from densekit.retrieval.index import build_index, load_index, save_index, set_search_params
-from densekit.retrieval.search import check_dims, search_index, search_shards
+from densekit.retrieval.index import (
+    PRESETS,
+    build_planned,
+    check_index_choice,
+    check_search_params,
+    load_index,
+    save_index,
+    set_search_params,
+)
+from densekit.retrieval.search import check_dims, iter_search_index, iter_search_shards
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_ranking_to", required=True)
     parser.add_argument("--index_factory", default="Flat", help="FAISS factory string")
     parser.add_argument(
-        "--search_params", default=None, help='FAISS search parameters, e.g. "nprobe=16"'
+        "--index_preset",
+        default=None,
+        help=f"{'|'.join(PRESETS)}: an index sized from the corpus (docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--search_params",
+        default=None,
+        help='FAISS search parameters, e.g. "nprobe=64" or "efSearch=256": more recall, slower',
     )
     stored = parser.add_mutually_exclusive_group()
     stored.add_argument("--save_index", help="folder to keep the built index in")
@@ -67,23 +84,32 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError("give --passage_reps (or --load_index)")
     if args.save_index and args.shard_by_shard:
         raise ConfigError("--save_index needs one index; it cannot be used with --shard_by_shard")
+    check_index_choice(args.index_preset, args.index_factory)
+    if args.load_index and args.index_preset:
+        raise ConfigError("--index_preset builds an index; --load_index reads a built one")
+    check_search_params(args.search_params)
     check_target(args.save_ranking_to, folder=False)
     if args.save_index:
         check_target(args.save_index, folder=True, overwrite=args.overwrite)
 
 
-def _one_index_run(args: argparse.Namespace, query_ids: list[str], query_reps) -> Run:
+def _one_index_run(
+    args: argparse.Namespace, query_ids: list[str], query_reps
+) -> Iterator[tuple[str, dict[str, float]]]:
+    """The run over one index (loaded, or built from every passage shard), query by query."""
     if args.load_index:
         index, doc_ids = load_index(args.load_index)
         check_dims(index.d, query_reps, args.load_index)
+        set_search_params(index, args.search_params)
     else:
         doc_ids, passage_reps = load_embeddings(args.passage_reps)
         check_dims(passage_reps.shape[1], query_reps, args.passage_reps)
-        index = build_index(passage_reps, args.index_factory)
+        index = build_planned(
+            passage_reps, args.index_preset, args.index_factory, args.search_params
+        )
         if args.save_index:
             save_index(index, doc_ids, args.save_index, overwrite=args.overwrite)
-    set_search_params(index, args.search_params)
-    return search_index(
+    return iter_search_index(
         query_ids,
         query_reps,
         index,
@@ -100,11 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     _check(args)
     query_ids, query_reps = load_embeddings(args.query_reps)
     if args.shard_by_shard:
-        run = search_shards(
+        run = iter_search_shards(
             query_ids,
             query_reps,
             embedding_shards(args.passage_reps),
             args.depth,
+            args.index_preset,
             args.index_factory,
             args.batch_size,
             args.remove_query_from_results,

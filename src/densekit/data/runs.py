@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from densekit.atomic import atomic_open
 from densekit.data.text_files import iter_columns
@@ -57,20 +57,21 @@ def read_run(path: str | os.PathLike) -> Run:
 
 def write_run(
     path: str | os.PathLike,
-    run: Mapping[str, Mapping[str, float]],
+    run: Mapping[str, Mapping[str, float]] | Iterable[tuple[str, Mapping[str, float]]],
     tag: str = "densekit",
     fmt: str = "trec",
 ) -> None:
     """Write ``run`` atomically, each query's documents by descending score, ranks from 1.
 
-    Equal scores keep the given order in the ranks written. Scores are written in full
-    (``repr``) so that rounding cannot create ties that trec_eval would reorder.
+    ``run`` may also be an iterable of ``(query id, hits)`` pairs, written as they come (a
+    streamed search). Equal scores keep the given order in the ranks written. Scores are
+    written in full (``repr``) so that rounding cannot create ties that trec_eval would reorder.
     """
     if fmt not in FORMATS:
         raise DensekitError(f"unknown run format {fmt!r}; expected one of {', '.join(FORMATS)}")
     _check_token(tag, "run tag")
     with atomic_open(path, "w", encoding="utf-8") as handle:
-        for qid, docs in run.items():
+        for qid, docs in run.items() if isinstance(run, Mapping) else run:
             _check_token(qid, "query id")
             order = sorted(docs.items(), key=lambda doc: doc[1], reverse=True)
             for rank, (docid, score) in enumerate(order, start=1):

@@ -7,8 +7,10 @@ large batched matrix products, which is what it is tuned for.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -35,6 +37,52 @@ def _float32(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows, dtype=np.float32)
 
 
+PRESETS = ("flat", "hnsw", "ivfpq")
+_PARAM = re.compile(r"^[A-Za-z_]\w*=\d+(\.\d+)?$")
+_IVFPQ_MIN = 10_000  # PQ's 256 codewords per sub-quantizer need ~39 training vectors each
+_GRAPH_QUANTIZER_LISTS = 16_384
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """What to build for a corpus: FAISS factory string, default search parameters, sample."""
+
+    factory: str
+    search_params: str | None = None
+    train_sample: int = 100_000
+
+
+def plan_index(preset: str, count: int, dim: int, train_sample: int = 100_000) -> IndexPlan:
+    """The FAISS index a preset means for ``count`` vectors of ``dim`` dimensions.
+
+    flat   exact; memory 4*dim bytes a vector (the reference the others are measured against)
+    hnsw   graph, no training; ~4*dim + 256 bytes a vector, fast queries, slow to build
+    ivfpq  ~4*sqrt(count) lists (a power of two), dim/4 one-byte PQ codes a vector: ~16x
+           smaller than flat, trained on a sample of at least 40 vectors a list; an HNSW
+           coarse quantizer from 16,384 lists on
+    The search parameters are the ones measured in docs/benchmarks.md to keep recall@100
+    near 0.9 on clustered data; ``--search_params`` overrides them.
+    """
+    if preset == "flat":
+        return IndexPlan("Flat", None, train_sample)
+    if preset == "hnsw":
+        return IndexPlan("HNSW32", "efSearch=128", train_sample)
+    if preset == "ivfpq":
+        if count < _IVFPQ_MIN:
+            raise ConfigError(
+                f"--index_preset ivfpq needs at least {_IVFPQ_MIN:,} passages to train "
+                f"(got {count:,}); use flat"
+            )
+        lists = min(2 ** round(math.log2(4 * math.sqrt(count))), 2 ** int(math.log2(count / 40)))
+        codes = max(m for m in range(1, max(dim // 4, 1) + 1) if dim % m == 0)
+        sample = min(count, max(train_sample, 40 * lists))
+        # beyond ~16M vectors, assigning them to lists by brute force dominates: use a graph
+        quantizer = "_HNSW32" if lists >= _GRAPH_QUANTIZER_LISTS else ""
+        nprobe = max(8, lists // 64)
+        return IndexPlan(f"IVF{lists}{quantizer},PQ{codes}", f"nprobe={nprobe}", sample)
+    raise ConfigError(f"--index_preset {preset!r}: expected one of {', '.join(PRESETS)}")
+
+
 def new_index(dim: int, index_factory: str = "Flat", metric: str = "ip") -> faiss.Index:
     """An empty FAISS index from a factory string, with FAISS's complaint as one clear line."""
     if metric not in METRICS:
@@ -53,16 +101,19 @@ def build_index(
     metric: str = "ip",
     train_sample: int = 100_000,
     seed: int = 0,
+    search_params: str | None = None,
 ) -> faiss.Index:
     """An index over ``embeddings`` (rows keep their positions as FAISS ids).
 
     Trainable indexes (IVF, PQ) are trained on a seeded random sample of at most
     ``train_sample`` rows, so building stays reproducible and bounded on large corpora.
+    ``search_params`` are set on the empty index: a wrong one fails before any training.
     """
     if embeddings.ndim != 2:
         raise ConfigError(f"embeddings must be 2-D, got shape {embeddings.shape}")
     count, dim = embeddings.shape
     index = new_index(dim, index_factory, metric)
+    set_search_params(index, search_params)
     if not index.is_trained:
         size = min(count, train_sample)
         rows = np.sort(np.random.default_rng(seed).choice(count, size=size, replace=False))
@@ -76,6 +127,25 @@ def build_index(
     for start in tqdm(range(0, count, _ADD_CHUNK), desc="Indexing", unit="chunk"):
         index.add(_float32(embeddings[start : start + _ADD_CHUNK]))
     return index
+
+
+def build_planned(
+    embeddings: np.ndarray,
+    preset: str | None = None,
+    index_factory: str = "Flat",
+    search_params: str | None = None,
+    train_sample: int = 100_000,
+) -> faiss.Index:
+    """:func:`build_index` for a preset sized from ``embeddings`` (or a factory string), with
+    the search parameters given, else the preset's, already set."""
+    if preset:
+        plan = plan_index(preset, embeddings.shape[0], embeddings.shape[1], train_sample)
+    else:
+        plan = IndexPlan(index_factory, None, train_sample)
+    params = search_params or plan.search_params
+    return build_index(
+        embeddings, plan.factory, train_sample=plan.train_sample, search_params=params
+    )
 
 
 def save_index(
@@ -115,6 +185,7 @@ def search(
     depth: int,
     batch_size: int = 1024,
     source: str = "query embeddings",
+    progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``depth`` scores and row positions per query (``-1`` where the index had fewer hits).
 
@@ -135,21 +206,44 @@ def search(
     indices = np.full((count, k), -1, dtype=np.int64)
     if k == 0:
         return scores, indices
-    for start in tqdm(range(0, count, batch_size), desc="Searching", unit="batch"):
+    batches = range(0, count, batch_size)
+    for start in tqdm(batches, desc="Searching", unit="batch", disable=not progress):
         batch_scores, batch_indices = index.search(_float32(queries[start : start + batch_size]), k)
         scores[start : start + batch_size] = batch_scores
         indices[start : start + batch_size] = batch_indices
     return scores, indices
 
 
+def check_search_params(params: str | None) -> None:
+    """Refuse, before any work, ``--search_params`` that is not ``name=number[,name=number]``."""
+    bad = [part for part in (params or "").split(",") if params and not _PARAM.match(part)]
+    if bad:
+        raise ConfigError(
+            f"--search_params {params!r}: expected name=number pairs joined by commas, "
+            f"e.g. nprobe=32 or efSearch=128 (bad: {bad[0]!r})"
+        )
+
+
+def check_index_choice(preset: str | None, index_factory: str) -> None:
+    """A preset or a factory string, not both; an unknown preset named with the known ones."""
+    if preset is None:
+        return
+    if preset not in PRESETS:
+        raise ConfigError(f"--index_preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    if index_factory != "Flat":
+        raise ConfigError("give --index_preset or --index_factory, not both")
+
+
 def set_search_params(index: faiss.Index, params: str | None) -> None:
     """Apply FAISS search-time parameters such as ``"nprobe=16"`` or ``"efSearch=128"``.
 
     IVF indexes search only ``nprobe=1`` list by default, which costs recall; this is FAISS's own
-    ``ParameterSpace`` syntax, so any parameter FAISS knows for the index works.
+    ``ParameterSpace`` syntax (``name=value`` joined by commas), so any parameter FAISS knows
+    for the index works. Higher ``nprobe``/``efSearch``: more recall, fewer queries a second.
     """
     if not params:
         return
+    check_search_params(params)
     try:
         faiss.ParameterSpace().set_index_parameters(index, params)
     except RuntimeError as exc:
