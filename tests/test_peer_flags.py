@@ -309,3 +309,13 @@ def test_readme_table_is_the_alias_table():
     found = re.search(r"<!-- peer-flags:start -->\n(.*?)\n<!-- peer-flags:end -->", text, re.S)
     assert found, "README lacks the generated peer flag table"
     assert found.group(1) == peer_flags.markdown_table()
+
+
+def test_peer_names_in_a_config_file(tmp_path):
+    (tmp_path / "fe.yaml").write_text(
+        "output_dir: o\ntrain_data: [a.jsonl, b.jsonl]\nwarmup_ratio: 0.1\n"
+        "normalize_embeddings: true\nkd_loss_type: kl_div\nknowledge_distillation: true\n"
+    )
+    m, d, t = parse_train_args([str(tmp_path / "fe.yaml")], check_hardware=False)
+    assert d.dataset_path == ["a.jsonl", "b.jsonl"] and t.warmup_steps == 0.1
+    assert m.normalize is True and m.loss == "distill" and m.temperature == 0.02

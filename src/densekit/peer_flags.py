@@ -96,6 +96,10 @@ encode_output_path | t2 | train | str | ignore | ENCODE_ONLY
 encoded_save_path | t1 | train | str | ignore | ENCODE_ONLY
 encode_is_qry | t1 | train | bool | ignore | ENCODE_ONLY | False
 encode_in_path | t1 | train | list | ignore | ENCODE_ONLY
+encode_num_shard | t1 | train | int | ignore | ENCODE_ONLY | 1
+encode_shard_index | t1 | train | int | ignore | ENCODE_ONLY | 0
+dataset_number_of_shards | t2 | train | int | ignore | ENCODE_ONLY | 1
+dataset_shard_index | t2 | train | int | ignore | ENCODE_ONLY | 0
 save_text | t1,t2 | search | bool | map | ranking_format | `--ranking_format tevatron` (qid, docid, score; without it a TREC run)
 quiet | t1,t2 | search | bool | map | quiet | no progress bars
 shard_search | t2 | search | bool | map | shard_by_shard

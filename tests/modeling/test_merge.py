@@ -93,4 +93,4 @@ def test_lora_training_continues_from_a_saved_adapter(tiny_model, tiny_train, tm
 def test_losses_command_lists_the_registry(capsys):
     assert cli(["losses"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == ["distill", "infonce", "listwise", "matryoshka"]
+    assert names == ["distill", "infonce", "kl", "listwise", "matryoshka"]
