@@ -71,7 +71,7 @@ def test_presets_build_the_index_they_name(tmp_path: Path) -> None:
     assert (ivfpq.nlist, ivfpq.pq.M, ivfpq.pq.nbits, ivfpq.nprobe) == (lists, 8, 8, 12)
     assert ivfpq.ntotal == 20_000
     big = plan_index("ivfpq", 20_000_000, 384)
-    assert big.factory == "IVF16384_HNSW32,PQ96" and big.search_params == "nprobe=256"
+    assert big.factory == "IVF16384_HNSW32,PQ96np" and big.search_params == "nprobe=1024"
     assert big.train_sample == 40 * 16384
 
 

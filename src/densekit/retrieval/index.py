@@ -59,9 +59,10 @@ def plan_index(preset: str, count: int, dim: int, train_sample: int = 100_000) -
     hnsw   graph, no training; ~4*dim + 256 bytes a vector, fast queries, slow to build
     ivfpq  ~4*sqrt(count) lists (a power of two), dim/4 one-byte PQ codes a vector: ~16x
            smaller than flat, trained on a sample of at least 40 vectors a list; an HNSW
-           coarse quantizer from 16,384 lists on
-    The search parameters are the ones measured in docs/benchmarks.md to keep recall@100
-    near 0.9 on clustered data; ``--search_params`` overrides them.
+           coarse quantizer from 16,384 lists on; no polysemous training (``np``: its codes
+           are not used by this search, and training them is slow); 1/16 of the lists probed
+    Recall and speed of each, and of other search parameters, are measured in
+    docs/benchmarks.md; ``--search_params`` overrides the defaults.
     """
     if preset == "flat":
         return IndexPlan("Flat", None, train_sample)
@@ -78,8 +79,8 @@ def plan_index(preset: str, count: int, dim: int, train_sample: int = 100_000) -
         sample = min(count, max(train_sample, 40 * lists))
         # beyond ~16M vectors, assigning them to lists by brute force dominates: use a graph
         quantizer = "_HNSW32" if lists >= _GRAPH_QUANTIZER_LISTS else ""
-        nprobe = max(8, lists // 64)
-        return IndexPlan(f"IVF{lists}{quantizer},PQ{codes}", f"nprobe={nprobe}", sample)
+        nprobe = max(16, lists // 16)
+        return IndexPlan(f"IVF{lists}{quantizer},PQ{codes}np", f"nprobe={nprobe}", sample)
     raise ConfigError(f"--index_preset {preset!r}: expected one of {', '.join(PRESETS)}")
 
 
