@@ -187,12 +187,7 @@ class DenseEncoder(nn.Module):
             # the same vector whichever side its batch was padded on.
             inputs["position_ids"] = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
         hidden = model(**inputs, return_dict=True).last_hidden_state
-        reps = pool(hidden, batch["attention_mask"], self.settings.pooling)
-        if self.pooler is not None:
-            reps = self.pooler(reps)
-        if self.settings.normalize:
-            reps = F.normalize(reps, p=2, dim=-1)
-        return reps
+        return represent(hidden, mask, self.settings, self.pooler)
 
     def encode_query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.encode(batch, is_query=True)
@@ -267,6 +262,22 @@ class DenseEncoder(nn.Module):
         )
 
 
+def represent(
+    hidden: torch.Tensor, mask: torch.Tensor, settings: EncoderConfig, pooler: nn.Module | None
+) -> torch.Tensor:
+    """Token states -> vectors: pooling, projection, normalization.
+
+    One function, so the torch encoder and the ONNX/OpenVINO runners (which produce only the
+    token states) turn them into vectors identically.
+    """
+    reps = pool(hidden, mask, settings.pooling)
+    if pooler is not None:
+        reps = pooler(reps)
+    if settings.normalize:
+        reps = F.normalize(reps, p=2, dim=-1)
+    return reps
+
+
 def _with_adapter(
     query_model: nn.Module, passage_model: nn.Module | None, adapter: str
 ) -> tuple[nn.Module, nn.Module | None]:
@@ -329,4 +340,5 @@ __all__ = [
     "EncoderOutput",
     "load_backbone",
     "load_tokenizer",
+    "represent",
 ]
