@@ -60,3 +60,15 @@ def test_two_rank_shards_equal_a_one_process_encode_and_resume(
     rank_ids, ranks = load_embeddings(tmp_path / "ranks")
     assert rank_ids == one_ids
     np.testing.assert_allclose(ranks, one, atol=1e-6)
+
+
+def test_a_resume_with_another_world_size_is_refused(tmp_path, write_jsonl, monkeypatch, capsys):
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "x"}])
+    (tmp_path / "out" / SHARDS[0]).mkdir(parents=True)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "0")
+    argv = ["encode", "--dataset_path", str(corpus), "--encode_output_path", str(tmp_path / "out")]
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds shards of a 2-way split" in err and "\n" not in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [SHARDS[0]]

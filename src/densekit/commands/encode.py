@@ -80,9 +80,24 @@ def _shard_plan(args: argparse.Namespace) -> tuple[int, int]:
         raise ConfigError(f"--shard_index {index} is outside 0..{num - 1}")
     return num, index
 
+    _check_split(Path(args.encode_output_path), num)
 
 def _source(path: str) -> str:
     return str(Path(path).resolve()) if Path(path).exists() else str(path)
+def _check_split(folder: Path, num_shards: int) -> None:
+    """Shards of another split in the same folder would overlap theirs: refuse to mix them.
+
+    Under ``torchrun --nnodes N`` the split is the world size: a resumed job must use the same.
+    """
+    for shard in folder.glob("shard-*-of-*") if folder.is_dir() else ():
+        total = shard.name.rsplit("-of-", 1)[-1]
+        if total.isdigit() and int(total) != num_shards:
+            raise ConfigError(
+                f"{folder} holds shards of a {int(total)}-way split ({shard.name}); encode "
+                f"with {int(total)} shards (ranks) to resume it, or choose another output path"
+            )
+
+
 
 
 def _already_done(out: Path, args: argparse.Namespace) -> bool:
