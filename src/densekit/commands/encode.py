@@ -78,12 +78,10 @@ def _shard_plan(args: argparse.Namespace) -> tuple[int, int]:
     num, index = num or 1, index or 0
     if num < 1 or not 0 <= index < num:
         raise ConfigError(f"--shard_index {index} is outside 0..{num - 1}")
+    _check_split(Path(args.encode_output_path), num)
     return num, index
 
-    _check_split(Path(args.encode_output_path), num)
 
-def _source(path: str) -> str:
-    return str(Path(path).resolve()) if Path(path).exists() else str(path)
 def _check_split(folder: Path, num_shards: int) -> None:
     """Shards of another split in the same folder would overlap theirs: refuse to mix them.
 
@@ -98,6 +96,8 @@ def _check_split(folder: Path, num_shards: int) -> None:
             )
 
 
+def _source(path: str) -> str:
+    return str(Path(path).resolve()) if Path(path).exists() else str(path)
 
 
 def _already_done(out: Path, args: argparse.Namespace) -> bool:
