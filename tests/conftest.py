@@ -284,3 +284,21 @@ def make_beir(folder: Path, dev: bool, test: bool) -> Path:
 def beir_folder(tmp_path):
     """``beir_folder(dev=True, test=True)``: a tiny synthetic BEIR folder (see make_beir)."""
     return lambda dev=True, test=True: make_beir(tmp_path / "beir", dev, test)
+
+
+# XLA's quick compile level: the JAX tests compile far more than they compute.
+JAX_TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+@pytest.fixture(scope="session")
+def jax_cpu(tmp_path_factory):
+    """JAX set up for tests: the quick compile level (in effect when no JAX computation ran
+    before) and a compilation cache for the session, so steps built alike compile once."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if JAX_TEST_XLA_FLAGS not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {JAX_TEST_XLA_FLAGS}".strip()
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax-cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    return jax
