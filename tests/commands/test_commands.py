@@ -14,7 +14,7 @@ import pytest
 from densekit.commands import COMMANDS, main, module_name
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "densekit"
-ENTRY_POINTS = {"commands", "train.py", "encode.py", "__main__.py"}
+ENTRY_POINTS = {"commands", "train.py", "encode.py", "jax_train.py", "jax_encode.py", "__main__.py"}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -29,7 +29,8 @@ def test_dispatcher_shows_each_commands_help(command, capsys):
 
 def test_python_dash_m_runs_every_command():
     """All modules at once (2 cores): each prints its usage and exits 0."""
-    modules = [module_name(c) for c in sorted(COMMANDS)] + ["densekit.train", "densekit.encode"]
+    modules = [module_name(c) for c in sorted(COMMANDS)]
+    modules += ["densekit.train", "densekit.encode", "densekit.jax_train", "densekit.jax_encode"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     procs = {
         m: subprocess.Popen(

@@ -33,6 +33,8 @@ COMMANDS = {
     "compare": ("compare", "paired significance tests between runs (t-test, randomization, Holm)"),
     "fuse": ("fuse", "combine runs: reciprocal rank or weighted score fusion"),
     "convert": ("convert", "Tevatron's pickled embeddings / pre-tokenised jsonl -> densekit's"),
+    "jax-train": ("jax_train", "train on the JAX path (TPU/GPU/CPU; densekit[jax])"),
+    "jax-encode": ("jax_encode", "densekit encode on the JAX path (densekit[jax])"),
 }
 
 

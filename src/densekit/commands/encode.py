@@ -13,7 +13,9 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import datasets
 import torch
@@ -152,10 +154,29 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"--truncate_dim must be positive, got {args.truncate_dim}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def parse_args(argv: list[str] | None, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The encode flags (peer names mapped, values checked)."""
+    args = parser.parse_args(argv)
     peer_apply.apply_encode(args)
     _check_flags(args)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    return encode_with(parse_args(argv, build_parser()), _torch_encoder)
+
+
+def _torch_encoder(args: argparse.Namespace) -> tuple[DenseEncoder, bool]:
+    """The torch encoder on its device, and whether it computes in bf16."""
+    encoder = _load_encoder(args)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    encoder.to(device)
+    return encoder, precision.resolve("bf16" if args.bf16 else args.precision, device) == "bf16"
+
+
+def encode_with(args: argparse.Namespace, load_encoder: Callable[..., tuple[Any, bool]]) -> int:
+    """Encode as ``args`` say with the encoder ``load_encoder(args) -> (encoder, bf16)`` gives
+    (the torch one here, the Flax one for ``densekit jax-encode``): same files either way."""
     num_shards, shard_index = _shard_plan(args)
     out = Path(args.encode_output_path)
     if num_shards > 1:
@@ -167,10 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     # Data first: a bad file fails in a second, before any model is loaded.
     table = _read_table(args, num_shards, shard_index)
     args.model_name_or_path = args.model_name_or_path or bundled_model_path()
-    encoder = _load_encoder(args)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    encoder.to(device)
-    bf16 = precision.resolve("bf16" if args.bf16 else args.precision, device) == "bf16"
+    encoder, bf16 = load_encoder(args)
     tokenizer = load_tokenizer(
         args.tokenizer_name or args.model_name_or_path, encoder.settings.padding_side
     )
