@@ -126,7 +126,8 @@ class JaxRun:
     ) -> None:
         check_supported(model_args, args)
         _check_output_dir(args)
-        initialize_distributed()
+        if initialize_distributed() and jax.process_index() != 0:
+            logging.getLogger("densekit").setLevel(logging.WARNING)  # process 0 reports
         self.model_args, self.data_args, self.args = model_args, data_args, args
         self.data = read_training_data(data_args)
         self.encoder = build_encoder(model_args, data_args, args, compute_dtype(precision))
@@ -200,7 +201,7 @@ class JaxRun:
                 record = {
                     "step": update,
                     "epoch": round((micro + 1) / self.batches.steps_per_epoch, 4),
-                    "loss": float(np.mean([float(x) for x in losses])),
+                    "loss": float(np.mean(self.placement.host(losses))),
                     "seconds": round(time.perf_counter() - began, 2),
                 }
                 history.append(record)

@@ -72,5 +72,5 @@ class DataParallel:
         }
 
     def host(self, tree: Any) -> Any:
-        """A replicated tree as numpy on this host."""
-        return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
+        """A replicated tree as numpy, read from this host's own copy (no cross-host fetch)."""
+        return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
