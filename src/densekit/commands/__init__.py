@@ -35,6 +35,7 @@ COMMANDS = {
     "convert": ("convert", "Tevatron's pickled embeddings / pre-tokenised jsonl -> densekit's"),
     "jax-train": ("jax_train", "train on the JAX path (TPU/GPU/CPU; densekit[jax])"),
     "jax-encode": ("jax_encode", "densekit encode on the JAX path (densekit[jax])"),
+    "export": ("export", "export a model once for ONNX Runtime / OpenVINO (fp32 or int8)"),
 }
 
 

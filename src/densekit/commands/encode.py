@@ -26,6 +26,8 @@ from densekit.commands import run_guarded
 from densekit.data.qrels import keep_judged, load_qrels
 from densekit.data.readers import load_corpus, load_queries
 from densekit.errors import ConfigError
+from densekit.inference.backends import BACKENDS, QUANTIZATIONS, ExportedEncoder, load_backend
+from densekit.inference.backends.exports import corpus_sample
 from densekit.inference.encode import encode_table, truncate
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.precision import PRECISIONS
@@ -69,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="re-encode a shard already on disk")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default="torch", help="onnx/openvino: CPU, exported once"
+    )
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default=None, help="int8 (onnx/openvino)")
+    p.add_argument("--export_dir", default=None, help="export cache (default: beside the model)")
     peer_apply.add_to_parser(p, "encode")  # Tevatron/FlagEmbedding names; unused ones reported
     return p
 
@@ -152,6 +159,10 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"--batch_size must be positive, got {args.batch_size}")
     if args.truncate_dim is not None and args.truncate_dim < 1:
         raise ConfigError(f"--truncate_dim must be positive, got {args.truncate_dim}")
+    if args.backend == "torch" and (args.quantize or args.export_dir):
+        raise ConfigError("--quantize and --export_dir need --backend onnx or openvino")
+    if args.backend != "torch" and (args.device not in (None, "cpu") or args.bf16 or args.fp16):
+        raise ConfigError(f"--backend {args.backend} runs on CPU in fp32 (or --quantize int8)")
 
 
 def parse_args(argv: list[str] | None, parser: argparse.ArgumentParser) -> argparse.Namespace:
@@ -163,7 +174,8 @@ def parse_args(argv: list[str] | None, parser: argparse.ArgumentParser) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
-    return encode_with(parse_args(argv, build_parser()), _torch_encoder)
+    args = parse_args(argv, build_parser())
+    return encode_with(args, _torch_encoder if args.backend == "torch" else _exported_encoder)
 
 
 def _torch_encoder(args: argparse.Namespace) -> tuple[DenseEncoder, bool]:
@@ -172,6 +184,27 @@ def _torch_encoder(args: argparse.Namespace) -> tuple[DenseEncoder, bool]:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     encoder.to(device)
     return encoder, precision.resolve("bf16" if args.bf16 else args.precision, device) == "bf16"
+
+
+def _exported_encoder(args: argparse.Namespace) -> tuple[Any, bool]:
+    """The model's transformer exported (once) to ONNX Runtime / OpenVINO, on CPU."""
+    encoder = _load_encoder(args)
+    tokenizer = load_tokenizer(
+        args.tokenizer_name or args.model_name_or_path, encoder.settings.padding_side
+    )
+    texts = None
+    if args.backend == "openvino" and args.quantize:  # int8 calibrates on these texts
+        texts = corpus_sample(encoder, _read_table(args, 1, 0), args.encode_is_query)
+    exported = load_backend(
+        encoder,
+        tokenizer,
+        args.model_name_or_path,
+        args.backend,
+        args.quantize,
+        args.export_dir,
+        texts,
+    )
+    return exported, False
 
 
 def encode_with(args: argparse.Namespace, load_encoder: Callable[..., tuple[Any, bool]]) -> int:
@@ -197,6 +230,7 @@ def encode_with(args: argparse.Namespace, load_encoder: Callable[..., tuple[Any,
         "is_query": args.encode_is_query,
         "normalized": encoder.settings.normalize,
         "precision": "bf16" if bf16 else "fp32",
+        **({"backend": encoder.backend} if isinstance(encoder, ExportedEncoder) else {}),
         "shard": [shard_index, num_shards],
         "source": _source(args.dataset_path),
     }

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     for bad, flag in (
         (args.device is not None, "--device (JAX picks devices; set JAX_PLATFORMS=cpu|tpu|cuda)"),
         (args.lora_name_or_path is not None, "--lora_name_or_path (merge it with merge-lora)"),
+        (args.backend != "torch", "--backend (densekit encode runs onnx/openvino)"),
     ):
         if bad:
             raise ConfigError(f"{flag} is not on the JAX path")

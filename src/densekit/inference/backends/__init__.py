@@ -1,0 +1,24 @@
+"""Inference backends for ``encode``: the torch encoder, or its transformer exported once to
+ONNX Runtime or OpenVINO (fp32, or int8) and run with densekit's own pooling and batching."""
+
+from densekit.inference.backends.common import (
+    EXPORT_ROOT,
+    FORMATS,
+    QUANTIZATIONS,
+    ExportedEncoder,
+    ExportSpec,
+    sample_rows,
+)
+from densekit.inference.backends.exports import BACKENDS, ensure_export, load_backend
+
+__all__ = [
+    "BACKENDS",
+    "EXPORT_ROOT",
+    "FORMATS",
+    "QUANTIZATIONS",
+    "ExportSpec",
+    "ExportedEncoder",
+    "ensure_export",
+    "load_backend",
+    "sample_rows",
+]

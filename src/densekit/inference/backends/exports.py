@@ -1,0 +1,204 @@
+"""Export a model once per format, reuse it while the model is unchanged, and load it to encode.
+
+An export is a folder (``<model>/densekit_export/onnx-fp32`` etc.) written atomically, with a
+``meta.json`` holding the fingerprint of the model's weights and configs. A later call with the
+same fingerprint reuses it; a different fingerprint (the model was retrained or replaced in
+place) exports again. A file lock makes the ranks of a ``torchrun`` encode export once and wait.
+Every new export is checked against the torch encoder on a probe batch before it is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from densekit import __version__
+from densekit.atomic import WRITER, atomic_path
+from densekit.errors import ConfigError
+from densekit.inference.backends import openvino_backend, ort_backend
+from densekit.inference.backends.common import (
+    ExportedEncoder,
+    ExportSpec,
+    TokenStates,
+    Tower,
+    backbones,
+    calibration_feeds,
+    check_exportable,
+    export_folder,
+    fingerprint,
+    read_meta,
+    require,
+    sample_rows,
+    token_feeds,
+)
+from densekit.inference.encode import format_window
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx", "openvino")
+_MODULES = {"onnx": ort_backend, "openvino": openvino_backend}
+_RUNTIMES = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino",)}
+_PROBE = (
+    "Dense retrieval encodes queries and passages into vectors.",
+    "short text",
+    "A longer passage about protein kinases, insulin signalling and the immune response "
+    "of T cells to a vaccine, long enough to be the row that decides the padded length.",
+)
+# An fp32 export must give torch's token states to this relative tolerance; an int8 one must
+# keep the mean-pooled states pointing the same way (a broken graph gives cosines near 0).
+_FP32_TOLERANCE = 1e-3
+_INT8_MIN_COSINE = 0.9
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Exclusive lock on the export (a lock file beside it), so processes export it once."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(folder.parent / f".{folder.name}.lock", "a+")  # noqa: SIM115 (held below)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the export to {folder.parent} ({exc.strerror}): "
+            "pass --export_dir to put it elsewhere"
+        ) from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_export(
+    encoder: Any,
+    tokenizer,
+    model_path: str | Path,
+    spec: ExportSpec,
+    export_dir: str | None = None,
+    calibration_texts: Sequence[str] | None = None,
+) -> tuple[Path, str]:
+    """The folder of ``spec``'s export of ``encoder`` (loaded from ``model_path``), and whether it
+    was ``"reused"``, ``"exported"`` or ``"re-exported"`` (the model changed since)."""
+    for module in _RUNTIMES[spec.format] + (("nncf",) if spec.name == "openvino-int8" else ()):
+        require(module, spec.format)  # a missing package fails before anything is written
+    folder = export_folder(model_path, spec, export_dir)
+    check_exportable(encoder, model_path)
+    stamp = fingerprint(model_path, spec)
+    with _locked(folder):
+        meta = read_meta(folder)
+        if meta is not None and meta.get("fingerprint") == stamp:
+            return folder, "reused"
+        status = "exported" if meta is None else "re-exported"
+        if meta is not None:
+            logger.warning("%s was exported from another version of the model: redoing", folder)
+        with atomic_path(folder, folder=True, overwrite=True) as tmp:
+            tmp.mkdir(parents=True)
+            facts = _write(encoder, tokenizer, tmp, spec, calibration_texts)
+            meta = {
+                "writer": WRITER,
+                "kind": "export",
+                "format": spec.format,
+                "quantize": spec.quantize,
+                "fingerprint": stamp,
+                "model": str(Path(model_path).resolve()),
+                "towers": sorted(backbones(encoder)),
+                "densekit": __version__,
+                **facts,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return folder, status
+
+
+def _write(encoder, tokenizer, folder: Path, spec: ExportSpec, texts) -> dict:
+    """Export every tower into ``folder`` and check it against torch on the probe batch."""
+    towers = backbones(encoder)
+    for model in towers.values():
+        model.eval()
+    sample = {k: torch.from_numpy(v) for k, v in _probe(tokenizer, encoder).items()}
+    calibration = None
+    if spec.quantize and spec.format == "openvino" and texts:
+        calibration = calibration_feeds(tokenizer, texts, encoder.settings)
+    facts = _MODULES[spec.format].export(towers, sample, folder, spec.quantize, calibration)
+    runtimes = _MODULES[spec.format].load(folder, list(towers), threads=None)
+    for name, model in towers.items():
+        _check(name, model, runtimes[name], sample, spec)
+    return facts
+
+
+def _probe(tokenizer, encoder) -> dict[str, np.ndarray]:
+    return token_feeds(tokenizer, _PROBE, encoder.settings, is_query=False)
+
+
+def _check(name: str, model, runtime: Tower, sample: dict[str, torch.Tensor], spec) -> None:
+    """Refuse an export whose token states differ from the torch model's on the probe batch."""
+    with torch.no_grad():
+        expected = TokenStates(model)(**sample).float().numpy()
+    got = np.asarray(runtime({k: v.numpy() for k, v in sample.items()}), dtype=np.float32)
+    mask = sample["attention_mask"].numpy().astype(bool)
+    if got.shape != expected.shape:
+        raise ConfigError(f"the {spec.name} export of {name} gives states of shape {got.shape}")
+    if spec.quantize is None:
+        error = float(np.abs(got - expected)[mask].max())
+        scale = max(1.0, float(np.abs(expected[mask]).max()))
+        if error > _FP32_TOLERANCE * scale:
+            raise ConfigError(
+                f"the {spec.name} export of {name} does not reproduce torch "
+                f"(max difference {error:.2g}): use --backend torch for this model"
+            )
+        return
+    weights = mask[..., None].astype(np.float32)
+    a, b = (got * weights).sum(1), (expected * weights).sum(1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosine = (a * b).sum(1) / np.maximum(norms, 1e-12)
+    if float(cosine.min()) < _INT8_MIN_COSINE:
+        raise ConfigError(
+            f"the {spec.name} export of {name} is too far from torch (cosine "
+            f"{float(cosine.min()):.3f}): use the fp32 export for this model"
+        )
+
+
+def corpus_sample(encoder: Any, table, is_query: bool, size: int = 300) -> list[str]:
+    """A fixed random sample of ``table``'s texts as ``encoder`` formats them (calibration)."""
+    rows = table.select(sample_rows(len(table), size)).to_dict()
+    return format_window(encoder, rows, is_query)
+
+
+def load_backend(
+    encoder: Any,
+    tokenizer,
+    model_path: str | Path,
+    backend: str = "torch",
+    quantize: str | None = None,
+    export_dir: str | None = None,
+    calibration_texts: Sequence[str] | None = None,
+    threads: int | None = None,
+) -> Any:
+    """An encoder for ``encode_texts`` / ``encode_table`` on ``backend``.
+
+    ``torch`` returns ``encoder`` itself. ``onnx`` / ``openvino`` export ``encoder``'s towers on
+    first use (int8 OpenVINO calibrates on ``calibration_texts``) and return an
+    :class:`ExportedEncoder` carrying ``encoder``'s settings and projection: drop ``encoder``
+    afterwards to free its weights.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        if quantize:
+            raise ConfigError("--quantize int8 needs --backend onnx or openvino")
+        return encoder
+    spec = ExportSpec(backend, quantize)
+    folder, status = ensure_export(
+        encoder, tokenizer, model_path, spec, export_dir, calibration_texts
+    )
+    logger.info("%s export %s: %s", spec.name, status, folder)
+    towers = _MODULES[backend].load(folder, read_meta(folder)["towers"], threads)
+    pooler = encoder.pooler.cpu().eval() if encoder.pooler is not None else None
+    return ExportedEncoder(encoder.settings, pooler, towers, spec.name)

@@ -1,0 +1,136 @@
+"""ONNX Runtime backend: export with ``torch.onnx.export``, fuse with ORT's transformer optimizer,
+optionally quantise to int8 with ``onnxruntime.quantization.quantize_dynamic``, run on CPU.
+
+Why these steps: ORT's CPU speed on encoders comes from its fused kernels (one ``Attention`` op
+per layer, ``SkipLayerNormalization``, ``BiasGelu``, ``EmbedLayerNormalization``). The session's
+``ORT_ENABLE_ALL`` fuses the layer norms and GELUs but not the attention of a graph traced from
+torch; ``onnxruntime.transformers.optimizer`` does, given a graph of the eager attention (the
+SDPA one does not match its patterns). The fused graph is portable (no hardware-specific
+rewrites), so it is what is saved; ``ORT_ENABLE_ALL`` runs again when a session opens.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from densekit.errors import ConfigError
+from densekit.inference.backends.common import INPUTS, TokenStates, Tower, require
+
+OPSET = 17
+# Encoders whose attention ORT's "bert" fusion recognises (the probe check catches a miss).
+_BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "mpnet"}
+
+
+def _trace(backbone: nn.Module, sample: dict[str, torch.Tensor], path: Path) -> None:
+    """The token-state graph of ``backbone`` with dynamic batch and sequence axes."""
+    set_attn = getattr(backbone, "set_attn_implementation", None)
+    previous = getattr(backbone.config, "_attn_implementation", None)
+    axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, "token_states")}
+    try:
+        if callable(set_attn):
+            set_attn("eager")
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                TokenStates(backbone).eval(),
+                tuple(sample[name] for name in INPUTS),
+                str(path),
+                input_names=list(INPUTS),
+                output_names=["token_states"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    except Exception as exc:  # the exporter raises many kinds; all mean "cannot export this"
+        model_type = getattr(backbone.config, "model_type", "?")
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"cannot export this {model_type} model to ONNX: {first}") from None
+    finally:
+        if callable(set_attn) and previous:
+            set_attn(previous)
+
+
+def _fuse(path: Path, config) -> None:
+    """Replace the graph at ``path`` with ORT's fused transformer graph (BERT-like models)."""
+    if getattr(config, "model_type", "") not in _BERT_LIKE:
+        return
+    optimizer = require("onnxruntime.transformers.optimizer", "onnx")
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", 0)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", 0)
+    fused = optimizer.optimize_model(
+        str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0
+    )
+    fused.save_model_to_file(str(path))
+
+
+def _quantize(path: Path) -> None:
+    """Dynamic int8: weights quantised once, activations per batch at run time (no calibration).
+
+    Signed int8 weights per output channel, on 7 bits (``reduce_range``): per-tensor scales
+    cost MiniLM 5-20 points of cosine, and without VNNI the u8 x s8 kernels saturate on full
+    8-bit weights (see docs/benchmarks.md for the schemes measured).
+    """
+    quantization = require("onnxruntime.quantization", "onnx")
+    fp32 = path.with_suffix(".fp32.onnx")
+    path.rename(fp32)
+    quantization.quantize_dynamic(
+        str(fp32),
+        str(path),
+        op_types_to_quantize=["MatMul", "Attention"],
+        weight_type=quantization.QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+        # The fused ops (com.microsoft domain) carry no inferred output types: they are float.
+        extra_options={"DefaultTensorType": require("onnx", "onnx").TensorProto.FLOAT},
+    )
+    fp32.unlink()
+
+
+def export(
+    towers: dict[str, nn.Module],
+    sample: dict[str, torch.Tensor],
+    folder: Path,
+    quantize: str | None,
+    calibration: list[dict[str, np.ndarray]] | None,
+) -> dict:
+    """Write ``<tower>.onnx`` for each tower into ``folder``; returns facts for the manifest."""
+    require("onnxruntime", "onnx")
+    require("onnx", "onnx")
+    for name, backbone in towers.items():
+        path = folder / f"{name}.onnx"
+        _trace(backbone, sample, path)
+        _fuse(path, backbone.config)
+        if quantize == "int8":
+            _quantize(path)
+    return {
+        "opset": OPSET,
+        "int8_scheme": "dynamic, s8 weights per channel, 7 bits" if quantize else None,
+    }
+
+
+def load(folder: Path, names: list[str], threads: int | None) -> dict[str, Tower]:
+    """One CPU inference session per tower, all graph optimisations on."""
+    ort = require("onnxruntime", "onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or 0  # 0: ORT's default, one per physical core
+    options.log_severity_level = 3
+    towers: dict[str, Tower] = {}
+    for name in names:
+        session = ort.InferenceSession(
+            str(folder / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        towers[name] = _runner(session)
+    return towers
+
+
+def _runner(session) -> Tower:
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(None, feeds)[0]
+
+    return run

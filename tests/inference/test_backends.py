@@ -1,0 +1,222 @@
+"""ONNX Runtime / OpenVINO backends: vectors against the torch model run text by text.
+
+The oracle is the torch encoder on one text at a time (no padding, batching or sorting); the
+backends run through ``encode_texts`` with small batches, so batching, length sorting,
+truncation, prefixes, EOS appending, pooling, projection and normalization are all exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from conftest import SCIFACT
+from safetensors.torch import load_file, save_file
+
+from densekit.errors import ConfigError
+from densekit.inference.backends import EXPORT_ROOT, ExportSpec, ensure_export, load_backend
+from densekit.inference.backends.exports import corpus_sample
+from densekit.inference.encode import encode_texts
+from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+
+BACKENDS = ["onnx", "openvino"]
+QUERIES = ["what do kinases do", "Insulin and T cells?", "vaccine", "a longer query " * 9]
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _scifact(start: int, count: int) -> list[str]:
+    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as handle:
+        rows = [json.loads(line) for _, line in zip(range(start + count), handle, strict=False)]
+    return [f"{row['title']} {row['text'][:600]}" for row in rows[start:]]
+
+
+def _one_by_one(encoder, tokenizer, texts: list[str], is_query: bool) -> np.ndarray:
+    """Independent oracle: the torch encoder on each text alone, formatted and cut by hand."""
+    settings = encoder.settings
+    max_len = settings.query_max_len if is_query else settings.passage_max_len
+    eos = settings.append_eos_token
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            text = settings.format_query(text) if is_query else settings.format_passage(text)
+            ids = tokenizer(text, truncation=True, max_length=max_len - eos)["input_ids"]
+            ids = [*ids, tokenizer.eos_token_id] if eos else ids
+            mask = torch.ones(1, len(ids), dtype=torch.long)
+            batch = {"input_ids": torch.tensor([ids]), "attention_mask": mask}
+            rows.append(encoder.encode(batch, is_query=is_query)[0].numpy())
+    return np.stack(rows)
+
+
+def _encode(encoder, tokenizer, texts: list[str], is_query: bool) -> np.ndarray:
+    fmt = encoder.settings.format_query if is_query else encoder.settings.format_passage
+    return encode_texts(encoder, tokenizer, [fmt(t) for t in texts], is_query, 3, progress=False)
+
+
+def _linked_copy(source: str, folder: Path) -> str:
+    """A model folder of symlinks: exports land in the copy, the original stays untouched."""
+    folder.mkdir()
+    for item in Path(source).iterdir():
+        (folder / item.name).symlink_to(item)
+    return str(folder)
+
+
+@pytest.fixture
+def tiny_eos(tiny_model, tmp_path, tokenizer) -> str:
+    """The tiny BERT in a folder of its own, its tokenizer given [SEP] as the EOS token."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for item in Path(tiny_model).iterdir():
+        (folder / item.name).write_bytes(item.read_bytes())
+    tok = type(tokenizer).from_pretrained(tiny_model)
+    tok.eos_token = "[SEP]"
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fp32_untied_tiny_bert_equals_torch_text_by_text(tiny_eos, tmp_path, backend):
+    """Untied towers (both exported), a projection, mean pooling, prefixes, truncation, EOS."""
+    flags = dict(pooling="mean", normalize=True, query_prefix="query: ", passage_prefix="doc: ")
+    flags |= dict(passage_max_len=12, append_eos_token=True, untie_encoder=True)
+    torch.manual_seed(1)
+    encoder = DenseEncoder.from_pretrained(tiny_eos, projection_out_dim=16, **flags)
+    with torch.no_grad():
+        for param in encoder.passage_model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    folder = str(tmp_path / "untied")
+    encoder.save_pretrained(folder, load_tokenizer(tiny_eos))
+    encoder = DenseEncoder.from_pretrained(folder).eval()
+    tokenizer = load_tokenizer(folder)
+    passages = _scifact(0, 8)
+    expected_p = _one_by_one(encoder, tokenizer, passages, False)
+    expected_q = _one_by_one(encoder, tokenizer, QUERIES, True)
+    exported = load_backend(encoder, tokenizer, folder, backend)
+    np.testing.assert_allclose(_encode(exported, tokenizer, passages, False), expected_p, atol=1e-4)
+    np.testing.assert_allclose(_encode(exported, tokenizer, QUERIES, True), expected_q, atol=1e-4)
+    assert expected_p.shape == (8, 16)
+    # the passage tower really differs: the query tower on passages gives other vectors
+    as_query = _encode(exported, tokenizer, passages[:3], True)
+    assert np.abs(as_query - expected_p[:3]).max() > 1e-2
+
+
+@pytest.fixture(scope="module")
+def minilm_run(minilm, tmp_path_factory):
+    """A linked copy of the bundled MiniLM, its encoder, tokenizer and the torch oracle."""
+    folder = _linked_copy(minilm, tmp_path_factory.mktemp("minilm") / "model")
+    encoder = DenseEncoder.from_pretrained(folder).eval()
+    tokenizer = load_tokenizer(folder)
+    passages = _scifact(0, 12)
+    return {
+        "path": folder,
+        "encoder": encoder,
+        "tokenizer": tokenizer,
+        "passages": passages,
+        "p": _one_by_one(encoder, tokenizer, passages, False),
+        "q": _one_by_one(encoder, tokenizer, QUERIES, True),
+    }
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fp32_minilm_equals_torch(minilm_run, backend):
+    run = minilm_run
+    exported = load_backend(run["encoder"], run["tokenizer"], run["path"], backend)
+    got_p = _encode(exported, run["tokenizer"], run["passages"], False)
+    np.testing.assert_allclose(got_p, run["p"], atol=1e-4)
+    got_q = _encode(exported, run["tokenizer"], QUERIES, True)
+    np.testing.assert_allclose(got_q, run["q"], atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_int8_minilm_keeps_direction(minilm_run, backend):
+    run = minilm_run
+    calibration = _scifact(100, 24)  # other passages of the same corpus
+    exported = load_backend(
+        run["encoder"], run["tokenizer"], run["path"], backend, "int8", None, calibration
+    )
+    got = _encode(exported, run["tokenizer"], run["passages"], False)
+    cosine = (got * run["p"]).sum(1) / np.linalg.norm(got, axis=1)  # the oracle is unit-norm
+    assert cosine.mean() >= 0.99 and cosine.min() >= 0.97, (cosine.mean(), cosine.min())
+    assert np.abs(got - run["p"]).max() > 1e-4  # really quantised, not the fp32 graph
+
+
+def _rewrite_weights(folder: str, scale: float) -> None:
+    path = Path(folder) / "model.safetensors"
+    tensors = load_file(path)
+    tensors = {k: v * scale if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def test_export_is_reused_then_redone_when_the_weights_change(tiny_eos):
+    tokenizer = load_tokenizer(tiny_eos)
+    spec = ExportSpec("onnx")
+    encoder = DenseEncoder.from_pretrained(tiny_eos).eval()
+    folder, status = ensure_export(encoder, tokenizer, tiny_eos, spec)
+    assert status == "exported" and folder == Path(tiny_eos) / EXPORT_ROOT / "onnx-fp32"
+    stamp = (folder / "model.onnx").stat().st_mtime_ns
+    again = DenseEncoder.from_pretrained(tiny_eos).eval()
+    assert ensure_export(again, tokenizer, tiny_eos, spec) == (folder, "reused")
+    assert (folder / "model.onnx").stat().st_mtime_ns == stamp
+
+    _rewrite_weights(tiny_eos, 0.9)
+    changed = DenseEncoder.from_pretrained(tiny_eos).eval()
+    exported = load_backend(changed, tokenizer, tiny_eos, "onnx")
+    assert json.loads((folder / "meta.json").read_text())["fingerprint"] != ""
+    texts = _scifact(0, 4)
+    np.testing.assert_allclose(
+        _encode(exported, tokenizer, texts, False),
+        _one_by_one(changed, tokenizer, texts, False),
+        atol=1e-4,
+    )
+    assert not [p for p in Path(folder).parent.iterdir() if p.name.endswith((".tmp", ".old"))]
+
+
+def test_foreign_folder_at_the_export_path_is_refused(tiny_eos):
+    foreign = Path(tiny_eos) / EXPORT_ROOT / "onnx-fp32"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    encoder = DenseEncoder.from_pretrained(tiny_eos)
+    with pytest.raises(ConfigError, match="did not write"):
+        load_backend(encoder, load_tokenizer(tiny_eos), tiny_eos, "onnx")
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_decoder_only_model_stays_on_torch(tiny_decoder, tmp_path):
+    path = _linked_copy(tiny_decoder("llama"), tmp_path / "llama")
+    encoder = DenseEncoder.from_pretrained(path, pooling="last")
+    with pytest.raises(ConfigError, match=r"decoder-only.*--backend torch"):
+        load_backend(encoder, load_tokenizer(path), path, "openvino")
+    assert not (Path(path) / EXPORT_ROOT).exists()
+
+
+@pytest.mark.parametrize(("backend", "module"), [("onnx", "onnxruntime"), ("openvino", "openvino")])
+def test_missing_runtime_names_the_extra(tiny_eos, monkeypatch, backend, module):
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises
+    encoder = DenseEncoder.from_pretrained(tiny_eos)
+    with pytest.raises(ConfigError, match=rf"pip install 'densekit\[{backend}\]'"):
+        load_backend(encoder, load_tokenizer(tiny_eos), tiny_eos, backend)
+    leftovers = list((Path(tiny_eos) / EXPORT_ROOT).glob(f"{backend}-fp32*"))
+    assert leftovers == [], leftovers
+
+
+def test_corpus_sample_is_fixed_and_formatted(tiny_model):
+    ids, texts = [str(i) for i in range(50)], [f"x{i}" for i in range(50)]
+    table = datasets.Dataset.from_dict({"docid": ids, "title": ["t"] * 50, "text": texts})
+    encoder = DenseEncoder.from_pretrained(tiny_model, passage_prefix="P: ")
+    first = corpus_sample(encoder, table, False, 5)
+    assert first == corpus_sample(encoder, table, False, 5) and len(set(first)) == 5
+    assert all(text.startswith("P: t") for text in first)
+    assert corpus_sample(encoder, table.select(range(3)), False, 5) == [
+        encoder.settings.format_passage(f"x{i}", "t") for i in range(3)
+    ]
