@@ -26,7 +26,15 @@ from densekit.commands import run_guarded
 from densekit.data.qrels import keep_judged, load_qrels
 from densekit.data.readers import load_corpus, load_queries
 from densekit.errors import ConfigError
-from densekit.inference.backends import BACKENDS, QUANTIZATIONS, ExportedEncoder, load_backend
+from densekit.inference.backends import (
+    BACKENDS,
+    QUANTIZATIONS,
+    ExportedEncoder,
+    ExportSpec,
+    check_exportable_folder,
+    load_backend,
+    require_runtime,
+)
 from densekit.inference.backends.exports import corpus_sample
 from densekit.inference.encode import encode_table, truncate
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
@@ -163,6 +171,10 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ConfigError("--quantize and --export_dir need --backend onnx or openvino")
     if args.backend != "torch" and (args.device not in (None, "cpu") or args.bf16 or args.fp16):
         raise ConfigError(f"--backend {args.backend} runs on CPU in fp32 (or --quantize int8)")
+    if args.backend != "torch":
+        require_runtime(ExportSpec(args.backend, args.quantize))
+        if args.model_name_or_path:
+            check_exportable_folder(args.model_name_or_path)
 
 
 def parse_args(argv: list[str] | None, parser: argparse.ArgumentParser) -> argparse.Namespace:

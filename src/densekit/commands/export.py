@@ -14,7 +14,14 @@ import sys
 from densekit.commands import run_guarded
 from densekit.data.readers import load_corpus
 from densekit.errors import ConfigError
-from densekit.inference.backends import FORMATS, QUANTIZATIONS, ExportSpec, ensure_export
+from densekit.inference.backends import (
+    FORMATS,
+    QUANTIZATIONS,
+    ExportSpec,
+    check_exportable_folder,
+    ensure_export,
+    require_runtime,
+)
 from densekit.inference.backends.exports import corpus_sample
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.resources import bundled_model_path
@@ -36,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     spec = ExportSpec(args.format, args.quantize)
+    require_runtime(spec)
     if args.calibration_size < 1:
         raise ConfigError(f"--calibration_size must be positive, got {args.calibration_size}")
     calibrate = spec.format == "openvino" and spec.quantize is not None
@@ -45,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     table = load_corpus(args.dataset_path) if calibrate else None  # bad data fails first
     model = args.model_name_or_path or bundled_model_path()
+    check_exportable_folder(model)
     encoder = DenseEncoder.from_pretrained(model)
     tokenizer = load_tokenizer(model, encoder.settings.padding_side)
     texts = corpus_sample(encoder, table, False, args.calibration_size) if calibrate else None

@@ -7,9 +7,15 @@ from densekit.inference.backends.common import (
     QUANTIZATIONS,
     ExportedEncoder,
     ExportSpec,
+    check_exportable_folder,
     sample_rows,
 )
-from densekit.inference.backends.exports import BACKENDS, ensure_export, load_backend
+from densekit.inference.backends.exports import (
+    BACKENDS,
+    ensure_export,
+    load_backend,
+    require_runtime,
+)
 
 __all__ = [
     "BACKENDS",
@@ -18,7 +24,9 @@ __all__ = [
     "QUANTIZATIONS",
     "ExportSpec",
     "ExportedEncoder",
+    "check_exportable_folder",
     "ensure_export",
     "load_backend",
+    "require_runtime",
     "sample_rows",
 ]

@@ -117,23 +117,43 @@ def backbones(encoder: Any) -> dict[str, nn.Module]:
     return {"query_model": encoder.query_model, "passage_model": encoder.passage_model}
 
 
+def _refuse_decoder_only(model_type: str, model_path: str | Path) -> None:
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and (
+        model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    ):
+        raise ConfigError(
+            f"{model_path} is a decoder-only model ({model_type}): it encodes with "
+            "--backend torch only"
+        )
+
+
+_LORA_REFUSAL = (
+    "a LoRA adapter cannot be exported as it is: merge it first "
+    "(densekit merge-lora) and export the merged folder"
+)
+
+
+def check_exportable_folder(model_path: str | Path) -> None:
+    """Refuse what the folder alone shows cannot be exported, before any weights are loaded."""
+    folder = Path(model_path)
+    if (folder / ADAPTER_CONFIG).is_file():
+        raise ConfigError(_LORA_REFUSAL)
+    for config in (folder / "config.json", folder / "query_model" / "config.json"):
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type", "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        _refuse_decoder_only(str(model_type), model_path)
+        return
+
+
 def check_exportable(encoder: Any, model_path: str | Path) -> None:
-    """Refuse, with the reason, a model the exporters would export wrongly."""
+    """Refuse, with the reason, a loaded model the exporters would export wrongly."""
+    check_exportable_folder(model_path)
     for model in backbones(encoder).values():
-        if hasattr(model, "peft_config") or (Path(model_path) / ADAPTER_CONFIG).is_file():
-            raise ConfigError(
-                "a LoRA adapter cannot be exported as it is: merge it first "
-                "(densekit merge-lora) and export the merged folder"
-            )
-        model_type = getattr(model.config, "model_type", "")
-        if (
-            model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-            and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-        ):
-            raise ConfigError(
-                f"{model_path} is a decoder-only model ({model_type}): it encodes with "
-                "--backend torch only"
-            )
+        if hasattr(model, "peft_config"):
+            raise ConfigError(_LORA_REFUSAL)
+        _refuse_decoder_only(getattr(model.config, "model_type", ""), model_path)
     if encoder.settings.padding_side != "right":
         raise ConfigError("the onnx/openvino backends pad on the right; use --backend torch")
 

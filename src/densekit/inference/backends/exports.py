@@ -77,6 +77,12 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def require_runtime(spec: ExportSpec) -> None:
+    """Fail with the extra to install when ``spec``'s runtime packages are missing."""
+    for module in _RUNTIMES[spec.format] + (("nncf",) if spec.name == "openvino-int8" else ()):
+        require(module, spec.format)
+
+
 def ensure_export(
     encoder: Any,
     tokenizer,
@@ -87,8 +93,7 @@ def ensure_export(
 ) -> tuple[Path, str]:
     """The folder of ``spec``'s export of ``encoder`` (loaded from ``model_path``), and whether it
     was ``"reused"``, ``"exported"`` or ``"re-exported"`` (the model changed since)."""
-    for module in _RUNTIMES[spec.format] + (("nncf",) if spec.name == "openvino-int8" else ()):
-        require(module, spec.format)  # a missing package fails before anything is written
+    require_runtime(spec)  # a missing package fails before anything is written
     folder = export_folder(model_path, spec, export_dir)
     check_exportable(encoder, model_path)
     stamp = fingerprint(model_path, spec)
