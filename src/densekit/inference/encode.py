@@ -37,10 +37,8 @@ def _device(encoder) -> torch.device:
     return torch.device(getattr(encoder, "device", None) or "cpu")
 
 
-def _sorted_batches(
-    tokenizer, texts: Sequence[str], max_len: int, append_eos: bool, batch_size: int
-) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-    """Padded batches of ``texts`` (with their positions), longest token count first."""
+def token_ids(tokenizer, texts: Sequence[str], max_len: int, append_eos: bool) -> list[list[int]]:
+    """Token ids of ``texts`` cut to ``max_len`` (the EOS token appended within it when asked)."""
     ids = tokenizer(
         list(texts),
         max_length=max_len - 1 if append_eos else max_len,
@@ -50,6 +48,14 @@ def _sorted_batches(
     )["input_ids"]
     if append_eos:
         ids = [[*row, tokenizer.eos_token_id] for row in ids]
+    return ids
+
+
+def _sorted_batches(
+    tokenizer, texts: Sequence[str], max_len: int, append_eos: bool, batch_size: int
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Padded batches of ``texts`` (with their positions), longest token count first."""
+    ids = token_ids(tokenizer, texts, max_len, append_eos)
     by_length = np.argsort([-len(row) for row in ids], kind="stable")
     for first in range(0, len(ids), batch_size):
         chosen = by_length[first : first + batch_size]

@@ -26,6 +26,7 @@ from transformers.models.auto.modeling_auto import (
 )
 
 from densekit.errors import ConfigError
+from densekit.inference.encode import token_ids
 from densekit.modeling.config import EncoderConfig
 from densekit.modeling.encoder import ADAPTER_CONFIG, represent
 
@@ -175,16 +176,7 @@ def token_feeds(
 ) -> dict[str, np.ndarray]:
     """One right-padded batch of ``texts`` truncated (and EOS-terminated) as encode does it."""
     max_len = settings.query_max_len if is_query else settings.passage_max_len
-    append_eos = settings.append_eos_token
-    ids = tokenizer(
-        list(texts),
-        max_length=max_len - 1 if append_eos else max_len,
-        truncation=True,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )["input_ids"]
-    if append_eos:
-        ids = [[*row, tokenizer.eos_token_id] for row in ids]
+    ids = token_ids(tokenizer, texts, max_len, settings.append_eos_token)
     batch = tokenizer.pad({"input_ids": ids}, return_attention_mask=True, return_tensors="np")
     return {name: np.asarray(batch[name], dtype=np.int64) for name in INPUTS}
 
