@@ -28,14 +28,6 @@ BACKENDS = ["onnx", "openvino"]
 QUERIES = ["what do kinases do", "Insulin and T cells?", "vaccine", "a longer query " * 9]
 
 
-@pytest.fixture(autouse=True)
-def _two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def _scifact(start: int, count: int) -> list[str]:
     with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as handle:
         rows = [json.loads(line) for _, line in zip(range(start + count), handle, strict=False)]
