@@ -87,7 +87,14 @@ def test_quick_shrinks_in_the_config(quick):
 
 def test_recipe_keeps_the_best_dev_checkpoint(beir_folder, tiny_model, tmp_path):
     out = tmp_path / "out"
-    config = _config(beir_folder(test=False), out, tiny_model, epochs=3, learning_rate=5e-3)
+    config = _config(
+        beir_folder(test=False),
+        out,
+        tiny_model,
+        epochs=3,
+        learning_rate=5e-3,
+        eval_strategy="epoch",
+    )
     results = pipeline.run_recipe(config)
     kept = json.loads((out / "results.json").read_text())["kept_checkpoint"]
     steps = [step for step, _ in kept["evaluations"]]
@@ -110,4 +117,55 @@ def test_recipe_checks_its_evaluation_schedule(tmp_path):
     for bad in ({"eval_strategy": "sometimes"}, {"eval_strategy": "steps"}):
         with pytest.raises(ConfigError, match="eval_st"):
             pipeline.run_recipe(RecipeConfig(output_dir=str(tmp_path / "o"), **bad))
+    assert not (tmp_path / "o").exists()
+
+
+def test_mining_run_picks_dense_bm25_or_their_equal_weight_fusion():
+    dense = {"q": {"a": 0.9, "b": 0.5, "c": 0.1}}
+    bm25 = {"q": {"c": 12.0, "b": 4.0, "d": 2.0}}
+    assert pipeline.mining_run(RecipeConfig(mine_source="dense"), dense, bm25) is dense
+    assert pipeline.mining_run(RecipeConfig(mine_source="bm25"), dense, bm25) is bm25
+    fused = pipeline.mining_run(RecipeConfig(mine_source="hybrid"), dense, bm25)["q"]
+    # by hand: minmax per run (missing -> 0), then 0.5 each
+    expected = {"a": 0.5, "b": 0.5 * 0.5 + 0.5 * 0.2, "c": 0.5, "d": 0.0}
+    assert fused == pytest.approx(expected)
+
+
+def test_recipe_mines_hybrid_negatives_with_the_symmetric_loss(
+    beir_folder, tiny_model, tmp_path, monkeypatch
+):
+    seen = {}
+    real_train, real_mine = pipeline.train, pipeline.mine
+
+    def spy_train(model_args, *rest):
+        seen["symmetric"] = model_args.symmetric_loss
+        return real_train(model_args, *rest)
+
+    def spy_mine(config, data, run, out):
+        seen["run"] = run
+        return real_mine(config, data, run, out)
+
+    monkeypatch.setattr(pipeline, "train", spy_train)
+    monkeypatch.setattr(pipeline, "mine", spy_mine)
+    out = tmp_path / "out"
+    config = _config(
+        beir_folder(test=False), out, tiny_model, mine_source="hybrid", symmetric_loss=True
+    )
+    pipeline.run_recipe(config)
+    assert seen["symmetric"] is True
+    recorded = json.loads((out / "recipe_config.json").read_text())
+    assert recorded["mine_source"] == "hybrid" and recorded["symmetric_loss"] is True
+    # negatives came from the fusion: per query, equal-weight minmax scores, so the best
+    # passage scores between 0.5 (top of one run) and 1 (top of both); BM25 covers train queries
+    data = load_data(config)
+    assert set(data.train_qrels) <= set(seen["run"])
+    for hits in seen["run"].values():
+        assert 0.5 <= max(hits.values()) <= 1.0 and min(hits.values()) >= 0.0
+
+
+def test_unknown_mining_source_is_refused(tmp_path):
+    from densekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--mine_source"):
+        pipeline.run_recipe(RecipeConfig(output_dir=str(tmp_path / "o"), mine_source="bm26"))
     assert not (tmp_path / "o").exists()

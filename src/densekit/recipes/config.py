@@ -16,6 +16,8 @@ from densekit.config_files import read_mapping
 from densekit.errors import ConfigError
 from densekit.resources import bundled_data_dir
 
+MINE_SOURCES = ("dense", "bm25", "hybrid")
+
 
 @dataclass
 class RecipeConfig:
@@ -26,22 +28,24 @@ class RecipeConfig:
     model: str | None = None
     dev_size: int = 200
     seed: int = 2026
-    epochs: float = 1.0
+    epochs: float = 2.0
     batch_size: int = 32
-    group_size: int = 4
-    learning_rate: float = 5e-5
+    group_size: int = 2
+    learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
     temperature: float = 0.05
+    symmetric_loss: bool = False
     query_max_len: int = 64
     passage_max_len: int = 256
     negatives: int = 15
+    mine_source: str = "hybrid"  # which run negatives come from: dense, bm25 or hybrid (both fused)
     mine_from: int = 3
     mine_to: int = 50
     depth: int = 100
     precision: str = "auto"
     grad_cache: bool = True
     gc_chunk_size: int = 32
-    eval_strategy: str = "epoch"  # exact dev evaluation: epoch, steps (every eval_steps) or no
+    eval_strategy: str = "no"  # exact dev evaluation: epoch, steps (every eval_steps) or no
     eval_steps: int = 0
     max_train_queries: int | None = None
     max_dev_queries: int | None = None
@@ -58,6 +62,8 @@ class RecipeConfig:
         """Refuse settings that would only fail after minutes of work."""
         if self.eval_strategy not in ("epoch", "steps", "no"):
             raise ConfigError(f"--eval_strategy {self.eval_strategy}: use epoch, steps or no")
+        if self.mine_source not in MINE_SOURCES:
+            raise ConfigError(f"--mine_source {self.mine_source}: use {', '.join(MINE_SOURCES)}")
         if self.eval_strategy == "steps" and self.eval_steps < 1:
             raise ConfigError("--eval_strategy steps needs --eval_steps N (N >= 1)")
 
@@ -108,5 +114,7 @@ def build_config(args: argparse.Namespace) -> RecipeConfig:
     for key, value in values.items():
         if key in RecipeConfig.__dataclass_fields__ and value is not None:
             kind = _kind(key)
+            if kind is bool and isinstance(value, str):  # bool("false") would be True
+                value = _parse_bool(value)
             setattr(config, key, value if kind is str or isinstance(value, kind) else kind(value))
     return config

@@ -66,6 +66,16 @@ def model_run(config: RecipeConfig, model: str, corpus, queries: datasets.Datase
     return dense_run(encoder, tokenizer, corpus, queries, config.depth, _bf16(config))
 
 
+def mining_run(config: RecipeConfig, dense: Run, bm25: Run) -> Run:
+    """The run negatives are mined from: the dense one, BM25's, or their fusion (``hybrid``:
+    equal-weight minmax fusion, so a passage near the top of either is a candidate)."""
+    if config.mine_source == "dense":
+        return dense
+    if config.mine_source == "bm25":
+        return bm25
+    return fuse([bm25, dense], "weighted", weights=(0.5, 0.5), depth=config.depth).run
+
+
 def mine(config: RecipeConfig, data: RecipeData, run: Run, out: Path) -> tuple[Path, MineReport]:
     """Hard negatives for the train queries from ``run``, written as a training file."""
     train_run = {q: run[q] for q in data.train_qrels if q in run}
@@ -97,7 +107,11 @@ def fine_tune(
     evaluating = evaluator is not None and config.eval_strategy != "no"
     schedule = config.eval_strategy if evaluating else "no"
     steps = config.eval_steps if schedule == "steps" else None
-    model_args = ModelArguments(model_name_or_path=base, temperature=config.temperature)
+    model_args = ModelArguments(
+        model_name_or_path=base,
+        temperature=config.temperature,
+        symmetric_loss=config.symmetric_loss,
+    )
     data_args = DataArguments(
         dataset_path=str(train_file),
         train_group_size=config.group_size,
@@ -154,7 +168,9 @@ def hybrids(
     chosen: dict[str, tuple] = {}
     for system in ("zero-shot", "fine-tuned"):
         start = time.perf_counter()
-        pair = [runs["bm25"], {q: h for q, h in runs[system].items() if q in record.qrels}]
+        pair = [
+            {q: h for q, h in runs[name].items() if q in record.qrels} for name in ("bm25", system)
+        ]
         if weights is None:
             chosen[system] = tune_weights(pair, record.qrels, METRICS[0], step=0.1).weights
         else:
@@ -185,16 +201,17 @@ def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
     config.save(out)
     watch, dev, runs = Stopwatch(), Recorder(out, "dev", data.dev_qrels), {}
     dev_queries = data.queries_of(data.dev_qrels)
-    with watch.stage("bm25"):
-        runs["bm25"] = bm25_run(data.corpus, dev_queries, config.depth)
+    both = datasets.concatenate_datasets([dev_queries, data.queries_of(data.train_qrels)])
+    with watch.stage("bm25"):  # train queries too: BM25 can be a mining source
+        runs["bm25"] = bm25_run(data.corpus, both, config.depth)
     dev("bm25", runs["bm25"], watch.seconds["bm25"])
     base = config.model or bundled_model_path()
     with watch.stage("zero-shot"):
-        both = datasets.concatenate_datasets([dev_queries, data.queries_of(data.train_qrels)])
         runs["zero-shot"] = model_run(config, base, data.corpus, both)
     dev("zero-shot", runs["zero-shot"], watch.seconds["zero-shot"])
     with watch.stage("mine"):
-        train_file, report = mine(config, data, runs["zero-shot"], out)
+        source = mining_run(config, runs["zero-shot"], runs["bm25"])
+        train_file, report = mine(config, data, source, out)
     with watch.stage("fine-tune"):
         evaluator = ExactEvaluator(
             data.corpus, dev_queries, data.dev_qrels, METRICS, config.depth, bf16=_bf16(config),
