@@ -44,7 +44,7 @@ class RecipeConfig:
     depth: int = 100
     precision: str = "auto"
     grad_cache: bool = True
-    gc_chunk_size: int = 32
+    gc_chunk_size: int = 16  # passages per GradCache chunk: bounds the training step memory
     eval_strategy: str = "no"  # exact dev evaluation: epoch, steps (every eval_steps) or no
     eval_steps: int = 0
     max_train_queries: int | None = None
