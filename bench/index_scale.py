@@ -14,7 +14,7 @@ Index size is the size of the FAISS file written (what the index holds in memory
 is built, measured and freed before the next, so peak memory is one index plus one chunk.
 
     .venv/bin/python bench/index_scale.py --sizes 100000 1000000 3000000
-    .venv/bin/python bench/index_scale.py --sizes 100000 --sweep_size 100000  # + nprobe/efSearch
+    .venv/bin/python bench/index_scale.py --sizes 1000000 --sweep_size 1000000  # + search params
 """
 
 from __future__ import annotations
@@ -32,7 +32,13 @@ import numpy as np
 from _common import header
 
 from densekit.retrieval.embeddings import load_embeddings, stream_embeddings
-from densekit.retrieval.index import build_planned, plan_index, search, set_search_params
+from densekit.retrieval.index import (
+    build_planned,
+    merge_search_params,
+    plan_index,
+    search,
+    set_search_params,
+)
 
 INTRINSIC = 32
 NOISE = 0.3
@@ -82,18 +88,26 @@ def recall(rows: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean(hits))
 
 
-def sweep(index, name: str, queries, exact, depth: int, batch: int) -> None:
-    """Recall@100 and queries/s for each value of the index's main search parameter."""
-    param, values = ("nprobe", (16, 32, 64, 128, 256, 512)) if name == "ivfpq" else (
-        "efSearch", (64, 128, 256, 512))  # fmt: skip
-    for value in values:
-        set_search_params(index, f"{param}={value}")
+SWEEPS = {
+    "hnsw": [f"efSearch={value}" for value in (64, 128, 256, 512)],
+    "ivfpq": [f"nprobe={value}" for value in (16, 32, 64, 128, 256, 512)],
+    "ivfpq_refine": [f"nprobe={value}" for value in (16, 32, 64, 128, 256, 512)]
+    + [f"k_factor_rf={value}" for value in (1, 2, 8, 16)],
+}
+
+
+def sweep(index, name: str, preset_params: str, queries, exact, depth: int, batch: int) -> None:
+    """Recall@100 and queries/s for each value of the index's search parameters, one at a time
+    (the others at the preset's values)."""
+    for params in SWEEPS[name]:
+        set_search_params(index, merge_search_params(preset_params, params))
         seconds, rows = timed_search(index, queries, depth, batch)
         print(
-            f"  sweep {name} {param}={value}: {len(queries) / seconds:,.0f} queries/s, "
+            f"  sweep {name} {params}: {len(queries) / seconds:,.0f} queries/s, "
             f"recall@{depth} {recall(rows, exact):.4f}",
             flush=True,
         )
+    set_search_params(index, preset_params)
 
 
 def main() -> None:
@@ -103,7 +117,7 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--depth", type=int, default=100)
     p.add_argument("--batch_size", type=int, default=1000)
-    p.add_argument("--indexes", default="flat,hnsw,ivfpq")
+    p.add_argument("--indexes", default="flat,hnsw,ivfpq,ivfpq_refine")
     p.add_argument("--sweep_size", type=int, default=0, help="sweep nprobe/efSearch at this size")
     p.add_argument("--workdir", default=None, help="default: a temporary folder, removed after")
     p.add_argument("--seed", type=int, default=0)
@@ -139,7 +153,8 @@ def main() -> None:
                     flush=True,
                 )
                 if size == args.sweep_size and name != "flat":
-                    sweep(index, name, queries, exact, args.depth, args.batch_size)
+                    sweep(index, name, plan.search_params, queries, exact, args.depth,
+                          args.batch_size)  # fmt: skip
                 del index
             del corpus
             os.system(f"rm -rf {tmp / f'c{size}'}")

@@ -37,10 +37,12 @@ def _float32(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows, dtype=np.float32)
 
 
-PRESETS = ("flat", "hnsw", "ivfpq")
+PRESETS = ("flat", "hnsw", "ivfpq", "ivfpq_refine")
+_REFINE_FACTOR = 4
 _PARAM = re.compile(r"^[A-Za-z_]\w*=\d+(\.\d+)?$")
 _IVFPQ_MIN = 10_000  # PQ's 256 codewords per sub-quantizer need ~39 training vectors each
 _GRAPH_QUANTIZER_LISTS = 16_384
+_HNSW_EF_SEARCH = ((500_000, 128), (2_000_000, 256), (math.inf, 512))  # (vectors below, efSearch)
 
 
 @dataclass(frozen=True)
@@ -56,22 +58,29 @@ def plan_index(preset: str, count: int, dim: int, train_sample: int = 100_000) -
     """The FAISS index a preset means for ``count`` vectors of ``dim`` dimensions.
 
     flat   exact; memory 4*dim bytes a vector (the reference the others are measured against)
-    hnsw   graph, no training; ~4*dim + 256 bytes a vector, fast queries, slow to build
+    hnsw   graph, no training; ~4*dim + 256 bytes a vector, fast queries, slow to build;
+           efSearch 128 below 500,000 vectors, 256 below 2M, 512 from there (recall@100 at
+           efSearch 128 fell from 0.95 at 100k to 0.76 at 3M; these keep it near 0.94-0.97)
     ivfpq  ~4*sqrt(count) lists (a power of two), dim/4 one-byte PQ codes a vector: ~16x
            smaller than flat, trained on a sample of at least 40 vectors a list; an HNSW
            coarse quantizer from 16,384 lists on; no polysemous training (``np``: its codes
            are not used by this search, and training them is slow); 1/16 of the lists probed
+    ivfpq_refine  ivfpq probing 1/8 of the lists, then its top ``4*depth`` candidates re-scored
+           with 8-bit scalar-quantized copies of the vectors (FAISS ``Refine(SQ8)``,
+           ``k_factor_rf=4``): dim + dim/4 bytes a vector, ~3x smaller than flat, PQ's
+           recall loss won back; what is left is the probing's
     Recall and speed of each, and of other search parameters, are measured in
     docs/benchmarks.md; ``--search_params`` overrides the defaults.
     """
     if preset == "flat":
         return IndexPlan("Flat", None, train_sample)
     if preset == "hnsw":
-        return IndexPlan("HNSW32", "efSearch=128", train_sample)
-    if preset == "ivfpq":
+        ef = next(ef for below, ef in _HNSW_EF_SEARCH if count < below)
+        return IndexPlan("HNSW32", f"efSearch={ef}", train_sample)
+    if preset in ("ivfpq", "ivfpq_refine"):
         if count < _IVFPQ_MIN:
             raise ConfigError(
-                f"--index_preset ivfpq needs at least {_IVFPQ_MIN:,} passages to train "
+                f"--index_preset {preset} needs at least {_IVFPQ_MIN:,} passages to train "
                 f"(got {count:,}); use flat"
             )
         lists = min(2 ** round(math.log2(4 * math.sqrt(count))), 2 ** int(math.log2(count / 40)))
@@ -79,8 +88,11 @@ def plan_index(preset: str, count: int, dim: int, train_sample: int = 100_000) -
         sample = min(count, max(train_sample, 40 * lists))
         # beyond ~16M vectors, assigning them to lists by brute force dominates: use a graph
         quantizer = "_HNSW32" if lists >= _GRAPH_QUANTIZER_LISTS else ""
-        nprobe = max(16, lists // 16)
-        return IndexPlan(f"IVF{lists}{quantizer},PQ{codes}np", f"nprobe={nprobe}", sample)
+        factory = f"IVF{lists}{quantizer},PQ{codes}np"
+        if preset == "ivfpq":
+            return IndexPlan(factory, f"nprobe={max(16, lists // 16)}", sample)
+        params = f"nprobe={max(32, lists // 8)},k_factor_rf={_REFINE_FACTOR}"
+        return IndexPlan(f"{factory},Refine(SQ8)", params, sample)
     raise ConfigError(f"--index_preset {preset!r}: expected one of {', '.join(PRESETS)}")
 
 
@@ -138,15 +150,24 @@ def build_planned(
     train_sample: int = 100_000,
 ) -> faiss.Index:
     """:func:`build_index` for a preset sized from ``embeddings`` (or a factory string), with
-    the search parameters given, else the preset's, already set."""
+    the preset's search parameters already set, each one given in ``search_params`` replacing
+    the preset's of that name (``nprobe=64`` keeps ``ivfpq_refine``'s ``k_factor_rf``)."""
     if preset:
         plan = plan_index(preset, embeddings.shape[0], embeddings.shape[1], train_sample)
     else:
         plan = IndexPlan(index_factory, None, train_sample)
-    params = search_params or plan.search_params
+    params = merge_search_params(plan.search_params, search_params)
     return build_index(
         embeddings, plan.factory, train_sample=plan.train_sample, search_params=params
     )
+
+
+def merge_search_params(base: str | None, override: str | None) -> str | None:
+    """``base`` with each ``name=value`` of ``override`` replacing ``base``'s of that name."""
+    check_search_params(base)
+    check_search_params(override)
+    pairs = dict(part.split("=") for text in (base, override) if text for part in text.split(","))
+    return ",".join(f"{name}={value}" for name, value in pairs.items()) or None
 
 
 def save_index(
