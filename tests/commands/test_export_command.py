@@ -64,23 +64,19 @@ def test_export_then_encode_equals_torch_encode(model, corpus, tmp_path, capsys,
     assert meta["backend"] == f"{backend}-fp32"
 
 
-def test_openvino_int8_calibrates_on_the_corpus_it_encodes(minilm, scifact_dir, tmp_path):
-    lines = (scifact_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines(True)[:30]
-    corpus = str(tmp_path / "corpus.jsonl")
-    Path(corpus).write_text("".join(lines), encoding="utf-8")
-    linked = tmp_path / "minilm"
-    linked.mkdir()
-    for item in Path(minilm).iterdir():
-        (linked / item.name).symlink_to(item)
+def test_openvino_int8_calibrates_on_the_corpus_it_encodes(model, corpus, tmp_path):
+    """The command's path: the corpus given is the calibration sample (the bundled MiniLM's
+    int8 quality is test_backends'; the tiny BERT keeps this test to seconds)."""
     out = tmp_path / "int8"
-    flags = ["--backend", "openvino", "--quantize", "int8"]
-    assert _encode(str(linked), corpus, out, *flags) == 0
-    assert _encode(str(linked), corpus, tmp_path / "fp32") == 0
-    export_meta = json.loads((linked / EXPORT_ROOT / "openvino-int8" / "meta.json").read_text())
-    assert export_meta["calibration_texts"] == 30  # the whole (small) corpus was the sample
+    assert _encode(model, corpus, out, "--backend", "openvino", "--quantize", "int8") == 0
+    assert _encode(model, corpus, tmp_path / "fp32") == 0
+    export_meta = json.loads(
+        (Path(model) / EXPORT_ROOT / "openvino-int8" / "meta.json").read_text()
+    )
+    assert export_meta["calibration_texts"] == 23  # the whole (small) corpus was the sample
     got, want = load_embeddings(out)[1], load_embeddings(tmp_path / "fp32")[1]
     cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
-    assert cosine.min() > 0.95 and np.abs(got - want).max() > 1e-4
+    assert cosine.min() > 0.95 and np.abs(got - want).max() > 1e-4, cosine.min()
 
 
 @pytest.mark.parametrize(
