@@ -60,7 +60,8 @@ def plan_index(preset: str, count: int, dim: int, train_sample: int = 100_000) -
     flat   exact; memory 4*dim bytes a vector (the reference the others are measured against)
     hnsw   graph, no training; ~4*dim + 256 bytes a vector, fast queries, slow to build;
            efSearch 128 below 500,000 vectors, 256 below 2M, 512 from there (recall@100 at
-           efSearch 128 fell from 0.95 at 100k to 0.76 at 3M; these keep it near 0.94-0.97)
+           efSearch 128 fell from 0.95 at 100k to 0.76 at 3M on synthetic 384-d vectors; these
+           kept it at 0.94-0.97)
     ivfpq  ~4*sqrt(count) lists (a power of two), dim/4 one-byte PQ codes a vector: ~16x
            smaller than flat, trained on a sample of at least 40 vectors a list; an HNSW
            coarse quantizer from 16,384 lists on; no polysemous training (``np``: its codes
