@@ -302,3 +302,59 @@ def jax_cpu(tmp_path_factory):
     jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax-cache")))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     return jax
+
+
+def make_scifact_slice(folder: Path, n_queries: int = 12, n_docs: int = 100) -> Path:
+    """A small real corpus: the judged documents of the first ``n_queries`` SciFact train queries,
+    filled with other documents to ``n_docs``, those queries and their qrels (BEIR layout)."""
+    lines = (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()[1:]
+    rows = [line.split("\t") for line in lines if line.strip()]
+    qids = sorted({r[0] for r in rows}, key=int)[:n_queries]
+    judged = [r for r in rows if r[0] in qids]
+    keep = {r[1] for r in judged}
+    docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open()]
+    chosen = [d for d in docs if d["_id"] in keep]
+    chosen += [d for d in docs if d["_id"] not in keep][: n_docs - len(chosen)]
+    queries = [json.loads(line) for line in (SCIFACT / "queries.jsonl").open()]
+    write_jsonl(folder / "corpus.jsonl", chosen)
+    write_jsonl(folder / "queries.jsonl", [q for q in queries if q["_id"] in qids])
+    (folder / "qrels.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join("\t".join(r) + "\n" for r in judged)
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def scifact_slice(tmp_path_factory) -> Path:
+    """100 SciFact documents, 12 queries judged among them, their qrels (see make_scifact_slice)."""
+    return make_scifact_slice(tmp_path_factory.mktemp("scifact-slice"))
+
+
+@pytest.fixture(scope="session")
+def searcher_dir(tmp_path_factory, scifact_slice) -> Path:
+    """A searcher folder as the recipe writes it: MiniLM's Flat index of the slice, its BM25
+    index, a hybrid weight of 0.3 and the slice's queries and qrels as the dev split."""
+    import faiss
+
+    from densekit.data.qrels import load_qrels
+    from densekit.data.readers import load_corpus, load_queries
+    from densekit.encoders import EncoderSpec, load_encoder
+    from densekit.retrieval.bm25 import BM25Index
+    from densekit.search.folder import write_searcher_folder
+
+    corpus = load_corpus(scifact_slice / "corpus.jsonl")
+    encoder = load_encoder(EncoderSpec(minilm_path(), overrides={"passage_max_len": 128}))
+    vectors = encoder.encode_passages(corpus["text"], corpus["title"])
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return write_searcher_folder(
+        tmp_path_factory.mktemp("searcher") / "searcher",
+        minilm_path(),
+        scifact_slice / "corpus.jsonl",
+        (list(corpus["docid"]), index),
+        BM25Index.build(corpus),
+        0.3,
+        100,
+        {"passage_max_len": 128},
+        (load_queries(scifact_slice / "queries.jsonl"), load_qrels(scifact_slice / "qrels.tsv")),
+    )

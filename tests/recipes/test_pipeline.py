@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import TOPICS
 
+from densekit.data.runs import read_run
 from densekit.evaluation.metrics import evaluate
 from densekit.modeling.encoder import DenseEncoder
 from densekit.recipes import pipeline
 from densekit.recipes.config import RecipeConfig
 from densekit.recipes.data import load_data
+from densekit.search import load_searcher
 
 SMALL = {"epochs": 1, "batch_size": 8, "passage_max_len": 32, "negatives": 3, "mine_from": 0}
 
@@ -55,6 +58,14 @@ def test_recipe_with_dev_and_test(beir_folder, tiny_model, tmp_path, monkeypatch
     DenseEncoder.from_pretrained(str(out / "model"))
     train_rows = [json.loads(line) for line in (out / "train.mined.jsonl").open()]
     assert {r["query_id"] for r in train_rows} == {f"q{i}" for i in range(24)}
+    # the searcher folder reproduces the dev row of the fused system with its dev-tuned weight
+    hybrid = load_searcher(out)
+    assert hybrid.weight == results["bm25+fine-tuned"]["bm25_weight"]
+    dev_run = read_run(out / "runs" / "bm25+fine-tuned.dev.trec")
+    queries = {f"q{i}": f"what about {TOPICS[i % 8]} {i}" for i in range(24, 32)}
+    found = hybrid.batch_search(list(queries.values()), list(queries), k=10)
+    for qid, hits in found.items():
+        assert [h.docid for h in hits] == list(dev_run[qid])[:10], qid
 
 
 def test_recipe_without_dev_or_test(beir_folder, tiny_model, tmp_path):
@@ -101,13 +112,13 @@ def test_recipe_keeps_the_best_dev_checkpoint(beir_folder, tiny_model, tmp_path)
     assert steps == [3, 6, 9]  # 24 train queries, batch 8: one exact dev evaluation per epoch
     best_step, best = max(kept["evaluations"], key=lambda e: (e[1], -e[0]))
     assert kept["checkpoint"] == f"checkpoint-{best_step}" and kept["best"] == best
-    assert results["fine-tuned"]["ndcg@10"] == pytest.approx(best, abs=1e-9)  # its run is reused
+    assert results["fine-tuned"]["ndcg@10"] == pytest.approx(best, rel=1e-9)  # its run is reused
     # the saved model scores, through a separate encode + search, what training logged
     data = load_data(config)
     run = pipeline.model_run(
         config, str(out / "model"), data.corpus, data.queries_of(data.dev_qrels)
     )
-    assert evaluate(run, data.dev_qrels, ["ndcg@10"])[1]["ndcg@10"] == pytest.approx(best, abs=1e-6)
+    assert evaluate(run, data.dev_qrels, ["ndcg@10"])[1]["ndcg@10"] == pytest.approx(best, rel=1e-6)
     assert f"kept checkpoint-{best_step}" in (out / "results.md").read_text()
 
 

@@ -22,15 +22,18 @@ from densekit.arguments import DataArguments, ModelArguments, RetrievalTrainingA
 from densekit.data.qrels import load_qrels
 from densekit.data.runs import Run
 from densekit.evaluation.exact import ExactEvaluator
+from densekit.inference.encode import encode_table_in_memory
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.recipes.config import RecipeConfig
 from densekit.recipes.data import RecipeData, load_data
 from densekit.recipes.results import METRICS, Recorder, Results, describe_kept, write_results
 from densekit.resources import bundled_model_path
-from densekit.retrieval.bm25 import bm25_run
-from densekit.retrieval.dense import dense_run
+from densekit.retrieval.bm25 import BM25Index
+from densekit.retrieval.dense import index_corpus
 from densekit.retrieval.fusion import fuse, tune_weights
 from densekit.retrieval.mine import MineReport, mine_negatives, write_training_file
+from densekit.retrieval.search import search_index
+from densekit.search.folder import write_searcher_folder
 from densekit.training.run import train
 from densekit.training.trainer import RetrievalTrainer
 
@@ -57,13 +60,36 @@ def _bf16(config: RecipeConfig) -> bool:
     return precision.resolve(config.precision) == "bf16"
 
 
+class ModelIndex:
+    """A model with its corpus encoded once into an exact (Flat) index, to search any queries."""
+
+    def __init__(self, config: RecipeConfig, model: str, corpus: datasets.Dataset) -> None:
+        self.config, self.model = config, model
+        self.encoder = DenseEncoder.from_pretrained(model, **encoder_lengths(config))
+        self.tokenizer = load_tokenizer(model)
+        self.doc_ids, self.index = index_corpus(self.encoder, self.tokenizer, corpus, _bf16(config))
+
+    def run(self, queries: datasets.Dataset) -> Run:
+        """The exact-search run of ``queries`` (the recipe's depth)."""
+        query_ids, vectors = encode_table_in_memory(
+            self.encoder, self.tokenizer, queries, is_query=True, bf16=_bf16(self.config)
+        )
+        return search_index(query_ids, vectors, self.index, self.doc_ids, self.config.depth)
+
+
+def encoder_lengths(config: RecipeConfig) -> dict[str, int]:
+    """The recipe's query and passage lengths, which every encode of the recipe uses."""
+    return {"query_max_len": config.query_max_len, "passage_max_len": config.passage_max_len}
+
+
 def model_run(config: RecipeConfig, model: str, corpus, queries: datasets.Dataset) -> Run:
     """``model``'s exact-search run over ``queries`` with the recipe's lengths."""
-    encoder = DenseEncoder.from_pretrained(
-        model, query_max_len=config.query_max_len, passage_max_len=config.passage_max_len
-    )
-    tokenizer = load_tokenizer(model)
-    return dense_run(encoder, tokenizer, corpus, queries, config.depth, _bf16(config))
+    return ModelIndex(config, model, corpus).run(queries)
+
+
+def bm25_index_run(index: BM25Index, queries: datasets.Dataset, depth: int) -> Run:
+    """The BM25 run of ``queries`` over an index built once."""
+    return dict(zip(queries["query_id"], index.search(list(queries["text"]), depth), strict=True))
 
 
 def mining_run(config: RecipeConfig, dense: Run, bm25: Run) -> Run:
@@ -203,7 +229,8 @@ def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
     dev_queries = data.queries_of(data.dev_qrels)
     both = datasets.concatenate_datasets([dev_queries, data.queries_of(data.train_qrels)])
     with watch.stage("bm25"):  # train queries too: BM25 can be a mining source
-        runs["bm25"] = bm25_run(data.corpus, both, config.depth)
+        bm25 = BM25Index.build(data.corpus)
+        runs["bm25"] = bm25_index_run(bm25, both, config.depth)
     dev("bm25", runs["bm25"], watch.seconds["bm25"])
     base = config.model or bundled_model_path()
     with watch.stage("zero-shot"):
@@ -220,17 +247,29 @@ def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
         kept = fine_tune(config, base, train_file, out / "model", evaluator)
         logger.info("fine-tuning kept %s", describe_kept(kept))
     with watch.stage("fine-tuned search"):
-        runs["fine-tuned"] = kept_run(kept, evaluator) or model_run(
-            config, str(out / "model"), data.corpus, dev_queries
-        )
+        tuned = ModelIndex(config, str(out / "model"), data.corpus)
+        runs["fine-tuned"] = kept_run(kept, evaluator) or tuned.run(dev_queries)
     stages = ("mine", "fine-tune", "fine-tuned search")
     dev("fine-tuned", runs["fine-tuned"], sum(watch.seconds[s] for s in stages))
     with watch.stage("hybrid"):
         weights = hybrids(dev, runs)
+    with watch.stage("searcher"):
+        write_searcher_folder(
+            out / "searcher",
+            out / "model",
+            Path(config.data_dir) / "corpus.jsonl",
+            (tuned.doc_ids, tuned.index),
+            bm25,
+            weights["fine-tuned"][0],
+            config.depth,
+            encoder_lengths(config),
+            (dev_queries, data.dev_qrels),
+            overwrite=True,
+        )
     systems = {"bm25": None, "zero-shot": base, "fine-tuned": str(out / "model")}
     tables = {"dev": dev}
     if data.test_qrels_path:
-        tables["test"] = evaluate_test(config, data, systems, out, weights)
+        tables["test"] = evaluate_test(config, data, systems, out, weights, bm25)
     extra = {
         "mining": asdict(report),
         "dev_queries": len(data.dev_qrels),
@@ -238,7 +277,20 @@ def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
         "kept_checkpoint": kept,
     }
     print(write_results(out, tables, extra))
+    print(usage_lines(out))
     return dev.results
+
+
+def usage_lines(out: Path) -> str:
+    """How to use what the recipe left: search from Python, serve over HTTP."""
+    return (
+        f"\nSearch it from Python:\n"
+        f"    from densekit.search import load_searcher\n"
+        f"    searcher = load_searcher({str(out)!r})  # hybrid, dev-tuned weight\n"
+        f"    for hit in searcher.search('your query', k=10): print(hit.rank, hit.docid, hit.title)\n"
+        f"Serve it (HTTP API and a page at http://127.0.0.1:8000/):\n"
+        f"    densekit serve {out}"
+    )
 
 
 def evaluate_test(
@@ -247,6 +299,7 @@ def evaluate_test(
     systems: dict[str, str | None],
     out: Path,
     weights: dict[str, tuple],
+    bm25: BM25Index,
 ) -> Recorder:
     """The last stage: read the test qrels and score every finished system once (the hybrid
     rows with the weights chosen on dev)."""
@@ -256,7 +309,7 @@ def evaluate_test(
     for system, model in systems.items():
         start = time.perf_counter()
         if model is None:
-            runs[system] = bm25_run(data.corpus, queries, config.depth)
+            runs[system] = bm25_index_run(bm25, queries, config.depth)
         else:
             runs[system] = model_run(config, model, data.corpus, queries)
         test(system, runs[system], time.perf_counter() - start)

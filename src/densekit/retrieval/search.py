@@ -71,6 +71,7 @@ def iter_search_index(
     depth: int,
     batch_size: int = 1024,
     remove_query_ids: bool = False,
+    progress: bool = True,
 ) -> Iterator[tuple[str, dict[str, float]]]:
     """``(query id, hits)`` in query order, one batch of queries searched at a time.
 
@@ -79,7 +80,8 @@ def iter_search_index(
     extra = _TIE_MARGIN + (1 if remove_query_ids else 0)
     if depth < 1 or batch_size < 1:
         raise ConfigError(f"depth and batch size must be positive, got {depth} and {batch_size}")
-    for start in tqdm(range(0, len(query_ids), batch_size), desc="Searching", unit="batch"):
+    starts = range(0, len(query_ids), batch_size)
+    for start in tqdm(starts, desc="Searching", unit="batch", disable=not progress):
         stop = start + batch_size
         part = search(index, query_reps[start:stop], depth + extra, batch_size, progress=False)
         yield from merge_topk(query_ids[start:stop], [part], doc_ids, depth, remove_query_ids)

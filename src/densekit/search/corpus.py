@@ -1,0 +1,38 @@
+"""The documents behind the hits: titles and texts read from the Arrow-mapped corpus."""
+
+from __future__ import annotations
+
+import os
+
+import datasets
+
+from densekit.data.readers import load_corpus
+
+
+class CorpusStore:
+    """Title and text by docid, from a corpus file densekit reads (memory-mapped Arrow).
+
+    Only the docid -> row map lives in memory; a document's text is read when it is asked for.
+    """
+
+    def __init__(self, table: datasets.Dataset, source: str | None = None) -> None:
+        self.table, self.source = table, source
+        self.rows = {docid: row for row, docid in enumerate(table["docid"])}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> CorpusStore:
+        return cls(load_corpus(path), str(path))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, docid: str) -> bool:
+        return docid in self.rows
+
+    def document(self, docid: str) -> tuple[str, str]:
+        """``(title, text)`` of ``docid`` (empty strings for an id the corpus lacks)."""
+        row = self.rows.get(docid)
+        if row is None:
+            return "", ""
+        record = self.table[row]
+        return record["title"] or "", record["text"] or ""

@@ -1,0 +1,182 @@
+"""A searcher folder: everything needed to search a corpus, written by the recipe.
+
+``searcher.json`` names the model (relative to the folder when it lies beside it), the
+encoder settings the index was built with, the corpus file, the FAISS index (``dense/``), the
+BM25 index (``bm25/``), the dev-tuned hybrid weight and, when there is one, the dev split's
+queries and qrels (``dev_queries.jsonl``, ``dev_qrels.tsv``) for looking at judged results.
+:func:`load_searchers` opens all of it; :func:`load_searcher` returns one searcher by mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import faiss
+
+from densekit.atomic import WRITER, atomic_path
+from densekit.data.qrels import load_qrels
+from densekit.data.readers import load_queries
+from densekit.encoders import EncoderSpec, TextEncoder, load_encoder
+from densekit.errors import ConfigError, DataError
+from densekit.retrieval.bm25 import BM25Index
+from densekit.retrieval.index import save_index
+from densekit.search.bm25 import BM25Searcher
+from densekit.search.corpus import CorpusStore
+from densekit.search.dense import DenseSearcher
+from densekit.search.hits import RankingSearcher
+from densekit.search.hybrid import HybridSearcher
+
+Qrels = dict[str, dict[str, int]]
+MANIFEST = "searcher.json"
+MODES = ("bm25", "dense", "hybrid")
+_DEV_QUERIES, _DEV_QRELS = "dev_queries.jsonl", "dev_qrels.tsv"
+
+
+@dataclass
+class Searchers:
+    """The searchers of one folder (BM25, dense, hybrid) over one corpus, and what they came from."""
+
+    corpus: CorpusStore
+    encoder: TextEncoder
+    by_mode: dict[str, RankingSearcher]
+    info: dict[str, Any]
+    dev_queries: dict[str, str] = field(default_factory=dict)
+    dev_qrels: Qrels = field(default_factory=dict)
+
+    def get(self, mode: str) -> RankingSearcher:
+        if mode not in self.by_mode:
+            raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(self.by_mode)}")
+        return self.by_mode[mode]
+
+
+def _relative(target: Path, folder: Path) -> str:
+    """``target`` relative to ``folder`` when it lies beside it (the folder then moves with its
+    model), else absolute."""
+    try:
+        return os.path.relpath(target.resolve(), folder.resolve())
+    except ValueError:  # another drive (Windows)
+        return str(target.resolve())
+
+
+def write_searcher_folder(
+    folder: str | os.PathLike,
+    model: str | os.PathLike,
+    corpus_path: str | os.PathLike,
+    dense: tuple[list[str], faiss.Index],
+    bm25: BM25Index,
+    hybrid_weight: float,
+    depth: int,
+    encoder_settings: Mapping[str, Any] | None = None,
+    dev: tuple[datasets.Dataset, Qrels] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a searcher folder (atomically: it appears only when complete)."""
+    folder = Path(folder)
+    with atomic_path(folder, folder=True, overwrite=overwrite) as tmp:
+        tmp.mkdir()
+        save_index(dense[1], dense[0], tmp / "dense")
+        bm25.save(tmp / "bm25")
+        manifest: dict[str, Any] = {
+            "writer": WRITER,
+            "kind": "searcher",
+            "model": _relative(Path(model), folder),
+            "encoder_settings": dict(encoder_settings or {}),
+            "corpus": str(Path(corpus_path).resolve()),
+            "dense_index": "dense",
+            "bm25_index": "bm25",
+            "hybrid": {"bm25_weight": float(hybrid_weight), "depth": int(depth)},
+        }
+        if dev is not None:
+            queries, qrels = dev
+            with open(tmp / _DEV_QUERIES, "w", encoding="utf-8") as handle:
+                for qid, text in zip(queries["query_id"], queries["text"], strict=True):
+                    handle.write(json.dumps({"_id": qid, "text": text}) + "\n")
+            with open(tmp / _DEV_QRELS, "w", encoding="utf-8") as handle:
+                handle.write("query-id\tcorpus-id\tscore\n")
+                for qid, docs in qrels.items():
+                    handle.writelines(f"{qid}\t{docid}\t{grade}\n" for docid, grade in docs.items())
+            manifest["dev"] = {"queries": _DEV_QUERIES, "qrels": _DEV_QRELS}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def find_manifest(path: str | os.PathLike) -> Path:
+    """The searcher folder of ``path``: itself, or a recipe output's ``searcher/``."""
+    folder = Path(path)
+    for candidate in (folder, folder / "searcher"):
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    raise ConfigError(
+        f"{folder} is not a searcher folder: no {MANIFEST} there or in {folder / 'searcher'} "
+        "(run densekit recipe to make one, or pass --model, --index and --corpus)"
+    )
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(str(folder / MANIFEST), f"unreadable ({exc})") from None
+    for key in ("model", "corpus", "dense_index", "bm25_index", "hybrid"):
+        if key not in manifest:
+            raise DataError(str(folder / MANIFEST), f"missing the {key!r} entry")
+    return manifest
+
+
+def load_searchers(
+    path: str | os.PathLike,
+    backend: str = "torch",
+    quantize: str | None = None,
+    export_dir: str | None = None,
+) -> Searchers:
+    """Every searcher of a searcher folder (or of a recipe output holding ``searcher/``)."""
+    folder = find_manifest(path)
+    manifest = _read_manifest(folder)
+    model = str((folder / manifest["model"]).resolve())
+    corpus = CorpusStore.open(manifest["corpus"])
+    spec = EncoderSpec(
+        model,
+        backend=backend,
+        quantize=quantize,
+        export_dir=export_dir,
+        overrides=dict(manifest.get("encoder_settings", {})),
+    )
+    encoder = load_encoder(spec)
+    dense = DenseSearcher.from_index(encoder, folder / manifest["dense_index"], corpus)
+    bm25 = BM25Searcher.from_index(folder / manifest["bm25_index"], corpus)
+    hybrid_settings = manifest["hybrid"]
+    hybrid = HybridSearcher(bm25, dense, hybrid_settings["bm25_weight"], hybrid_settings["depth"])
+    info = {
+        "model": model,
+        "backend": encoder.backend,
+        "corpus": manifest["corpus"],
+        "corpus_size": len(corpus),
+        "dimension": dense.dim,
+        "hybrid_weight": hybrid_settings["bm25_weight"],
+        "hybrid_depth": hybrid_settings["depth"],
+    }
+    searchers = Searchers(corpus, encoder, {"bm25": bm25, "dense": dense, "hybrid": hybrid}, info)
+    dev = manifest.get("dev")
+    if dev:
+        queries = load_queries(folder / dev["queries"])
+        searchers.dev_queries = dict(zip(queries["query_id"], queries["text"], strict=True))
+        searchers.dev_qrels = load_qrels(folder / dev["qrels"])
+    return searchers
+
+
+def load_searcher(
+    path: str | os.PathLike,
+    mode: str = "hybrid",
+    backend: str = "torch",
+    quantize: str | None = None,
+) -> RankingSearcher:
+    """The ``mode`` searcher (``hybrid`` by default, with the dev-tuned weight) of a folder."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    return load_searchers(path, backend, quantize).get(mode)
