@@ -10,4 +10,4 @@ V=.venv/bin/python
 "$V" -m pip install -q --upgrade pip >/dev/null
 # torch first and pinned: an unpinned torch pulls several GB of CUDA wheels.
 "$V" -m pip install -q "torch==2.13.0"
-"$V" -m pip install -q -c scripts/constraints.txt -e ".[test,onnx,openvino,jax]"
+"$V" -m pip install -q -c scripts/constraints.txt -e ".[test,onnx,openvino,jax,serve]"

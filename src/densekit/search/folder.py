@@ -129,6 +129,36 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def assemble_searchers(
+    spec: EncoderSpec,
+    index_folder: str | os.PathLike,
+    corpus_path: str | os.PathLike,
+    bm25_folder: str | os.PathLike | None = None,
+    hybrid_weight: float = 0.5,
+    depth: int = 100,
+) -> Searchers:
+    """BM25, dense and hybrid searchers over one corpus: the dense one with ``spec``'s encoder
+    over a saved FAISS index, BM25 from a saved index or built from the corpus."""
+    corpus = CorpusStore.open(corpus_path)
+    encoder = load_encoder(spec)
+    dense = DenseSearcher.from_index(encoder, index_folder, corpus)
+    if bm25_folder is not None:
+        bm25 = BM25Searcher.from_index(bm25_folder, corpus)
+    else:
+        bm25 = BM25Searcher.from_corpus(corpus)
+    hybrid = HybridSearcher(bm25, dense, hybrid_weight, depth)
+    info = {
+        "model": spec.model,
+        "backend": encoder.backend,
+        "corpus": str(corpus_path),
+        "corpus_size": len(corpus),
+        "dimension": dense.dim,
+        "hybrid_weight": hybrid_weight,
+        "hybrid_depth": depth,
+    }
+    return Searchers(corpus, encoder, {"bm25": bm25, "dense": dense, "hybrid": hybrid}, info)
+
+
 def load_searchers(
     path: str | os.PathLike,
     backend: str = "torch",
@@ -138,30 +168,22 @@ def load_searchers(
     """Every searcher of a searcher folder (or of a recipe output holding ``searcher/``)."""
     folder = find_manifest(path)
     manifest = _read_manifest(folder)
-    model = str((folder / manifest["model"]).resolve())
-    corpus = CorpusStore.open(manifest["corpus"])
     spec = EncoderSpec(
-        model,
+        str((folder / manifest["model"]).resolve()),
         backend=backend,
         quantize=quantize,
         export_dir=export_dir,
         overrides=dict(manifest.get("encoder_settings", {})),
     )
-    encoder = load_encoder(spec)
-    dense = DenseSearcher.from_index(encoder, folder / manifest["dense_index"], corpus)
-    bm25 = BM25Searcher.from_index(folder / manifest["bm25_index"], corpus)
-    hybrid_settings = manifest["hybrid"]
-    hybrid = HybridSearcher(bm25, dense, hybrid_settings["bm25_weight"], hybrid_settings["depth"])
-    info = {
-        "model": model,
-        "backend": encoder.backend,
-        "corpus": manifest["corpus"],
-        "corpus_size": len(corpus),
-        "dimension": dense.dim,
-        "hybrid_weight": hybrid_settings["bm25_weight"],
-        "hybrid_depth": hybrid_settings["depth"],
-    }
-    searchers = Searchers(corpus, encoder, {"bm25": bm25, "dense": dense, "hybrid": hybrid}, info)
+    hybrid = manifest["hybrid"]
+    searchers = assemble_searchers(
+        spec,
+        folder / manifest["dense_index"],
+        manifest["corpus"],
+        folder / manifest["bm25_index"],
+        hybrid["bm25_weight"],
+        hybrid["depth"],
+    )
     dev = manifest.get("dev")
     if dev:
         queries = load_queries(folder / dev["queries"])

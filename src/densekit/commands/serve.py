@@ -1,0 +1,94 @@
+"""``densekit serve``: BM25, dense and hybrid search over HTTP, with a page at ``/``.
+
+``densekit serve <recipe output or searcher folder>`` serves what ``densekit recipe`` left;
+``--model --index --corpus`` serve any model over a FAISS index saved by ``densekit index`` /
+``search --save_index`` (BM25 built from the corpus unless ``--bm25_index``). Needs
+``pip install 'densekit[serve]'`` (FastAPI + uvicorn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from densekit.commands import run_guarded
+from densekit.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="densekit serve", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "folder", nargs="?", help="a recipe output (or its searcher/ folder) to serve whole"
+    )
+    p.add_argument("--model", help="model folder (with --index and --corpus; no folder given)")
+    p.add_argument("--index", help="FAISS index folder saved by densekit index / --save_index")
+    p.add_argument("--corpus", help="corpus file the index was built from (for titles and texts)")
+    p.add_argument("--bm25_index", help="saved BM25 index (default: built from --corpus)")
+    p.add_argument(
+        "--hybrid_weight", type=float, default=0.5, help="BM25's weight in hybrid (default 0.5)"
+    )
+    p.add_argument(
+        "--backend",
+        default="torch",
+        help="query encoder backend: torch (default), onnx, openvino, or a registered one",
+    )
+    p.add_argument("--quantize", choices=("int8",), default=None, help="int8 (onnx/openvino)")
+    p.add_argument("--export_dir", default=None, help="export cache (default: beside the model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--batch_window_ms",
+        type=float,
+        default=2.0,
+        help="how long concurrent requests are collected into one encoder call (default 2)",
+    )
+    return p
+
+
+def _searchers(args: argparse.Namespace):
+    from densekit.encoders import EncoderSpec
+    from densekit.encoders.registry import check_backend
+    from densekit.search.folder import assemble_searchers, load_searchers
+
+    spec = EncoderSpec(
+        args.model or "", backend=args.backend, quantize=args.quantize, export_dir=args.export_dir
+    )
+    if args.folder:
+        if args.model or args.index or args.corpus:
+            raise ConfigError("give a folder, or --model with --index and --corpus, not both")
+        return load_searchers(args.folder, args.backend, args.quantize, args.export_dir)
+    if not (args.model and args.index and args.corpus):
+        raise ConfigError("give a recipe output folder, or all of --model, --index and --corpus")
+    check_backend(spec)
+    return assemble_searchers(spec, args.index, args.corpus, args.bm25_index, args.hybrid_weight)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0 <= args.hybrid_weight <= 1:
+        raise ConfigError(f"--hybrid_weight must lie in [0, 1], got {args.hybrid_weight}")
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must lie in 1..65535, got {args.port}")
+    if args.batch_window_ms < 0:
+        raise ConfigError(f"--batch_window_ms must not be negative, got {args.batch_window_ms}")
+    try:
+        import uvicorn
+
+        from densekit.serve.app import create_app
+    except ImportError as exc:
+        raise ConfigError(
+            f"densekit serve needs {exc.name}: pip install 'densekit[serve]'"
+        ) from None
+    searchers = _searchers(args)
+    app = create_app(searchers, window=args.batch_window_ms / 1000)
+    print(
+        f"densekit serve: {searchers.info['corpus_size']} documents, "
+        f"http://{args.host}:{args.port}/ (API docs at /docs)",
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))

@@ -1,0 +1,179 @@
+"""The HTTP API over a set of searchers, and the page at ``/``.
+
+``GET /search?q=&k=&mode=`` answers ``{"query", "mode", "k", "hits": [{"docid", "score", "rank",
+"title", "text"}]}``; ``POST /search`` takes ``{"queries": [...], "k", "mode"}`` and answers a
+list of those. When the query is one of the folder's dev queries (by ``qid=`` or by its exact
+text), the answer also carries ``qid``, each hit's judged ``relevance`` and the query's
+``ndcg@10`` for that ranking. ``GET /health``, ``GET /info`` and ``GET /dev_queries`` describe
+the server; ``/openapi.json`` and ``/docs`` document the API. Bad requests get a 4xx with a JSON
+``{"error": ...}``; the server only reads its model, index and corpus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from densekit.evaluation.metrics import evaluate
+from densekit.search.folder import MODES, Searchers
+from densekit.search.hits import to_hits
+from densekit.serve.batching import Batcher
+from densekit.serve.batching import Request as RankRequest
+
+logger = logging.getLogger("densekit.serve")
+MAX_QUERY_CHARS = 2048
+MAX_K = 1000
+MAX_QUERIES = 256
+STATIC = resources.files("densekit.serve") / "static"
+
+
+class BadRequest(Exception):
+    """A request the API refuses: answered with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+class SearchBody(BaseModel):
+    """``POST /search``: several queries at once."""
+
+    queries: list[str] = Field(..., description="query texts", min_length=1)
+    k: int = Field(10, description="hits per query")
+    mode: str = Field("hybrid", description="bm25, dense or hybrid")
+
+
+def _check(query: str, k: int, mode: str) -> str:
+    text = query.strip()
+    if not text:
+        raise BadRequest("the query is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise BadRequest(f"the query has {len(query)} characters; at most {MAX_QUERY_CHARS}", 413)
+    if not 1 <= k <= MAX_K:
+        raise BadRequest(f"k must lie in 1..{MAX_K}, got {k}")
+    if mode not in MODES:
+        raise BadRequest(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    return text
+
+
+def _error_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "body"))
+        parts.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(searchers: Searchers, window: float = 0.002, max_batch: int = 64) -> FastAPI:
+    """The FastAPI app over ``searchers``; requests are batched within ``window`` seconds."""
+    batcher = Batcher(searchers, window, max_batch)
+    text_to_qid = {text: qid for qid, text in searchers.dev_queries.items()}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(
+        title="densekit search",
+        description="BM25, dense and hybrid search over one corpus.",
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, exc: BadRequest) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _error_message(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def failure(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("search failed")
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    async def answer(query: str, k: int, mode: str, qid: str | None) -> dict[str, Any]:
+        text = _check(query, k, mode)
+        if qid is not None and qid not in searchers.dev_qrels:
+            raise BadRequest(f"qid {qid!r} is not a dev query of this folder", 404)
+        qid = qid or text_to_qid.get(query) or text_to_qid.get(text)
+        judged = qid is not None and qid in searchers.dev_qrels
+        depth = max(k, 10) if judged else k
+        ranking = await batcher.rank(RankRequest(text, mode, depth))
+        hits = [hit.as_dict() for hit in to_hits(ranking, searchers.corpus, k)]
+        result: dict[str, Any] = {"query": query, "mode": mode, "k": k, "hits": hits}
+        if judged:
+            grades = searchers.dev_qrels[qid]
+            for hit in hits:
+                hit["relevance"] = int(grades.get(hit["docid"], 0))
+            per_query, _ = evaluate({qid: ranking}, {qid: grades}, ["ndcg@10"])
+            result.update(qid=qid, ndcg_at_10=per_query[qid]["ndcg@10"], judged=len(grades))
+        return result
+
+    @app.get("/search", summary="search one query")
+    async def search_get(
+        q: Annotated[str, Query(description="the query text")],
+        k: Annotated[int, Query(description=f"hits to return (1..{MAX_K})")] = 10,
+        mode: Annotated[str, Query(description="bm25, dense or hybrid")] = "hybrid",
+        qid: Annotated[str | None, Query(description="a dev query id (judged hits)")] = None,
+    ) -> dict[str, Any]:
+        return await answer(q, k, mode, qid)
+
+    @app.post("/search", summary="search several queries")
+    async def search_post(body: SearchBody) -> list[dict[str, Any]]:
+        if len(body.queries) > MAX_QUERIES:
+            raise BadRequest(f"{len(body.queries)} queries in one request; at most {MAX_QUERIES}")
+        for query in body.queries:
+            _check(query, body.k, body.mode)
+        return list(
+            await asyncio.gather(*(answer(q, body.k, body.mode, None) for q in body.queries))
+        )
+
+    @app.get("/health", summary="liveness")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/info", summary="what is served")
+    async def info() -> dict[str, Any]:
+        return {
+            **searchers.info,
+            "modes": list(MODES),
+            "dev_queries": len(searchers.dev_queries),
+            "max_k": MAX_K,
+        }
+
+    @app.get("/dev_queries", summary="the dev split's queries, to click through")
+    async def dev_queries() -> list[dict[str, Any]]:
+        return [
+            {
+                "qid": qid,
+                "text": text,
+                "relevant": sum(g > 0 for g in searchers.dev_qrels[qid].values()),
+            }
+            for qid, text in searchers.dev_queries.items()
+            if qid in searchers.dev_qrels
+        ]
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app

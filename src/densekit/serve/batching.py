@@ -1,0 +1,103 @@
+"""Concurrent requests answered by one searcher call: a short collection window.
+
+Each request puts ``(query, mode, k)`` on a queue and waits. A single worker takes the first
+waiting request, collects whatever else arrives within ``window`` seconds (up to
+``max_batch``), and answers them all from one call in a worker thread: the queries that need
+the dense side are encoded together, those that need BM25 are scored together, and hybrid
+requests fuse the two rankings the batch already computed. Throughput therefore rises with
+the number of clients, while a lone request waits at most ``window``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from densekit.search.folder import Searchers
+
+Ranking = dict[str, float]
+
+
+@dataclass(frozen=True)
+class Request:
+    query: str
+    mode: str
+    k: int
+
+
+def rank_batch(searchers: Searchers, requests: Sequence[Request]) -> list[Ranking]:
+    """Each request's ranking, from one encoder call and one BM25 call for the whole batch."""
+    ids = [str(i) for i in range(len(requests))]
+    depth = max(r.k for r in requests)
+    hybrid = searchers.get("hybrid")
+    candidates = max(depth, hybrid.depth)
+    rankings: dict[str, dict[str, Ranking]] = {}
+    for side in ("bm25", "dense"):
+        chosen = [i for i, r in zip(ids, requests, strict=True) if r.mode in (side, "hybrid")]
+        if chosen:
+            texts = [requests[int(i)].query for i in chosen]
+            rankings[side] = searchers.get(side).batch_rank(texts, chosen, candidates)
+    hybrids = [i for i, r in zip(ids, requests, strict=True) if r.mode == "hybrid"]
+    if hybrids:
+        rankings["hybrid"] = hybrid.fuse(hybrids, rankings["bm25"], rankings["dense"], depth)
+    return [
+        dict(list(rankings[r.mode][i].items())[: r.k]) for i, r in zip(ids, requests, strict=True)
+    ]
+
+
+class Batcher:
+    """Collects requests for ``window`` seconds and ranks them in one worker-thread call."""
+
+    def __init__(self, searchers: Searchers, window: float = 0.002, max_batch: int = 64) -> None:
+        self.searchers, self.window, self.max_batch = searchers, window, max_batch
+        self.queue: asyncio.Queue[tuple[Request, asyncio.Future]] | None = None
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self.task: asyncio.Task | None = None
+        self.batches = 0
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.task = asyncio.create_task(self._work())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def rank(self, request: Request) -> Ranking:
+        """This request's ranking (answered with whatever else arrived meanwhile)."""
+        if self.queue is None:
+            await self.start()
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((request, future))
+        return await future
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.window
+            while len(batch) < self.max_batch:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), timeout))
+                except asyncio.TimeoutError:
+                    break
+            requests = [request for request, _ in batch]
+            try:
+                results = await loop.run_in_executor(
+                    self.pool, rank_batch, self.searchers, requests
+                )
+            except Exception as exc:  # the worker must outlive a failed batch
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            for (_, future), ranking in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(ranking)
