@@ -335,7 +335,7 @@ def test_inference_evaluate_and_mine(data, tiny_model, tmp_path, monkeypatch):
     hand = _hand_run(tiny_model, data, sorted(qrels))
     top = {q: dict(sorted(h.items(), key=lambda x: -x[1])[:100]) for q, h in hand.items()}
     expected = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"}).evaluate(top)
-    assert metrics["ndcg@10"] == pytest.approx(np.mean([v["ndcg_cut_10"] for v in expected.values()]), abs=1e-6)  # fmt: skip
+    assert metrics["ndcg@10"] == pytest.approx(np.mean([v["ndcg_cut_10"] for v in expected.values()]), rel=1e-6)  # fmt: skip
     assert metrics["recall@100"] == pytest.approx(1.0)
 
     mined_out = tmp_path / "hn_mining_output"

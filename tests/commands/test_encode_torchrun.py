@@ -25,6 +25,9 @@ def _torchrun_encode(model: str, corpus, out) -> None:
 def test_two_rank_shards_equal_a_one_process_encode_and_resume(
     tiny_model, tmp_path, write_jsonl, monkeypatch
 ):
+    """Torch both ways, but a rank's shard is batched (and padded) otherwise than the whole
+    corpus, so matmul shapes and CPU kernels differ: unnormalized (cls) vectors are compared
+    to 1e-5 of their largest entry."""
     rng = random.Random(0)
     words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa"]
     rows = [
@@ -42,7 +45,8 @@ def test_two_rank_shards_equal_a_one_process_encode_and_resume(
     one_ids, one = load_embeddings(tmp_path / "one")
     rank_ids, ranks = load_embeddings(tmp_path / "ranks")
     assert rank_ids == one_ids == [row["_id"] for row in rows]
-    np.testing.assert_allclose(ranks, one, atol=1e-6)
+    atol = 1e-5 * max(1.0, np.abs(one).max())
+    np.testing.assert_allclose(ranks, one, atol=atol)
 
     # a rerun after losing one shard redoes that shard only (each rank as torchrun sets it)
     kept = tmp_path / "ranks" / SHARDS[0] / "embeddings.npy"
@@ -59,7 +63,7 @@ def test_two_rank_shards_equal_a_one_process_encode_and_resume(
     assert kept.stat().st_mtime_ns == before
     rank_ids, ranks = load_embeddings(tmp_path / "ranks")
     assert rank_ids == one_ids
-    np.testing.assert_allclose(ranks, one, atol=1e-6)
+    np.testing.assert_allclose(ranks, one, atol=atol)
 
 
 def test_a_resume_with_another_world_size_is_refused(tmp_path, write_jsonl, monkeypatch, capsys):

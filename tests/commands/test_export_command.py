@@ -50,6 +50,8 @@ def _one_line_error(capsys, *needles: str) -> None:
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_export_then_encode_equals_torch_encode(model, corpus, tmp_path, capsys, backend):
+    """Crosses torch's fp32 CPU kernels with ONNX Runtime's (MLAS) or OpenVINO's (oneDNN), each
+    picked per CPU: unnormalized (cls) vectors agree to 1e-4 of their largest entry."""
     assert cli(["export", "--model_name_or_path", model, "--format", backend]) == 0
     assert "exported" in capsys.readouterr().out
     assert cli(["export", "--model_name_or_path", model, "--format", backend]) == 0
@@ -59,14 +61,15 @@ def test_export_then_encode_equals_torch_encode(model, corpus, tmp_path, capsys,
     ids_t, vec_t = load_embeddings(tmp_path / "torch")
     ids_b, vec_b = load_embeddings(tmp_path / backend)
     assert ids_b == ids_t and vec_b.shape == (23, 32)
-    np.testing.assert_allclose(vec_b, vec_t, atol=1e-4)
+    np.testing.assert_allclose(vec_b, vec_t, atol=1e-4 * max(1.0, np.abs(vec_t).max()))
     meta = json.loads((tmp_path / backend / "meta.json").read_text())
     assert meta["backend"] == f"{backend}-fp32"
 
 
 def test_openvino_int8_calibrates_on_the_corpus_it_encodes(model, corpus, tmp_path):
     """The command's path: the corpus given is the calibration sample (the bundled MiniLM's
-    int8 quality is test_backends'; the tiny BERT keeps this test to seconds)."""
+    int8 quality is test_backends'; the tiny BERT keeps this test to seconds). OpenVINO's int8
+    kernels (VNNI/AMX or not, per CPU) against torch's fp32 ones: held by direction (cosine)."""
     out = tmp_path / "int8"
     assert _encode(model, corpus, out, "--backend", "openvino", "--quantize", "int8") == 0
     assert _encode(model, corpus, tmp_path / "fp32") == 0

@@ -79,7 +79,9 @@ def _canonical_run(model: str, beir: Path, out: Path, *flags: str) -> Path:
 
 
 def test_tevatron_v2_encode_and_search_lines(tiny_decoder, beir, tmp_path):
-    """The README's Mistral lines (query, sharded corpus, search --save_text)."""
+    """The README's Mistral lines (query, sharded corpus, search --save_text). Torch and FAISS
+    both ways, batched otherwise (other matmul shapes, so other CPU kernels): scores of unit
+    vectors (at most 1) agree to 1e-6, relatively and near zero."""
     model = tiny_decoder("llama")
     common = f"""
         --output_dir temp --model_name_or_path {model} --query_prefix "Query: "
@@ -106,7 +108,8 @@ def test_tevatron_v2_encode_and_search_lines(tiny_decoder, beir, tmp_path):
     mine, theirs = read_run(own), read_run(run)
     assert {q: list(d) for q, d in mine.items()} == {q: list(d) for q, d in theirs.items()}
     for qid in mine:
-        np.testing.assert_allclose(list(mine[qid].values()), list(theirs[qid].values()), rtol=1e-6)
+        got, want = list(mine[qid].values()), list(theirs[qid].values())
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_tevatron_v1_encode_and_faiss_retriever_lines(tiny_model, beir, tmp_path):
@@ -124,7 +127,9 @@ def test_tevatron_v1_encode_and_faiss_retriever_lines(tiny_model, beir, tmp_path
 
 
 def test_tevatron_v2_lora_adapter_is_applied(tiny_decoder, beir, tmp_path):
-    """--lora_name_or_path: a peft adapter (non-zero B, so it changes the vectors) over the base."""
+    """--lora_name_or_path: a peft adapter (non-zero B, so it changes the vectors) over the base.
+    densekit's encode against peft's forward: other code paths (and CPU kernels) on unnormalized
+    hidden states, so 1e-4 of their largest entry."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModel
 
@@ -145,5 +150,6 @@ def test_tevatron_v2_lora_adapter_is_applied(tiny_decoder, beir, tmp_path):
     with torch.no_grad():
         hidden = peft_model.eval()(**batch).last_hidden_state[0, -1]
         plain = AutoModel.from_pretrained(model).eval()(**batch).last_hidden_state[0, -1]
-    np.testing.assert_allclose(vectors[0], hidden.numpy(), atol=1e-4)
+    scale = max(1.0, hidden.abs().max().item())
+    np.testing.assert_allclose(vectors[0], hidden.numpy(), atol=1e-4 * scale)
     assert not np.allclose(vectors[0], plain.numpy(), atol=1e-3)

@@ -46,7 +46,7 @@ def test_t_test_equals_scipy_on_pytrec_eval_values(systems):
     x = [a[q]["ndcg_cut_10"] for q in qids]
     y = [b[q]["ndcg_cut_10"] for q in qids]
     assert rows[0].t_test_p == pytest.approx(stats.ttest_rel(x, y).pvalue, rel=1e-6)
-    assert rows[0].difference == pytest.approx(np.mean(x) - np.mean(y), abs=1e-9)
+    assert rows[0].difference == pytest.approx(np.mean(x) - np.mean(y), rel=1e-9)
     assert rows[0].wins + rows[0].ties + rows[0].losses == len(qids)
 
 
@@ -81,7 +81,7 @@ def test_pairwise_tests_every_pair_and_holm_corrects_over_all(systems):
     for row in rows:
         x = np.array([scores[row.run][q]["ndcg_cut_10"] for q in sorted(qrels)])
         y = np.array([scores[row.baseline][q]["ndcg_cut_10"] for q in sorted(qrels)])
-        assert row.difference == pytest.approx((x - y).mean(), abs=1e-9)
+        assert row.difference == pytest.approx((x - y).mean(), rel=1e-9)
         raw.append(row.randomization_p)
     m = len(raw)  # Holm by hand over the three pairs
     order = sorted(range(m), key=lambda i: raw[i])

@@ -1,7 +1,10 @@
 """Streaming encode: windows read from Arrow, vectors written into the .npy as they come.
 
 Every check compares against the model run one text at a time (no padding, no batching, no
-sorting), never against the streaming path itself.
+sorting), never against the streaming path itself. Both are torch, but padded batches and single
+texts run matmuls of other shapes, for which oneDNN/MKL pick other kernels and summation orders
+(per CPU: AVX2, AVX-512, AMX), so float32 vectors agree to 2e-5 of their largest entry, not bit
+for bit (see ``_assert_close``).
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ def _corpus(count: int, seed: int = 0) -> list[dict]:
     ]
 
 
+def _assert_close(got: np.ndarray, expected: np.ndarray) -> None:
+    """Unnormalized (cls) vectors reach a few units: the tolerance scales with them."""
+    np.testing.assert_allclose(got, expected, atol=2e-5 * max(1.0, np.abs(expected).max()))
+
+
 def _one_by_one(model: str, texts: list[str], is_query: bool, **flags) -> np.ndarray:
     encoder = DenseEncoder.from_pretrained(model, **flags).eval()
     tokenizer = load_tokenizer(model)
@@ -79,7 +87,7 @@ def test_streamed_encode_of_several_windows_equals_text_by_text(tiny_model, tmp_
     assert ids == [row["_id"] for row in rows]
     texts = ["P: " + (f"{r['title']} {r['text']}" if r["title"] else r["text"]) for r in rows]
     expected = _one_by_one(tiny_model, texts, is_query=False, passage_prefix="P: ")
-    np.testing.assert_allclose(vectors, expected, atol=2e-5)
+    _assert_close(vectors, expected)
     assert read_meta(out)["count"] == 300
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left over
 
@@ -96,6 +104,7 @@ def test_truncated_float16_output_is_cut_renormalized_and_cast(tiny_model, tmp_p
     texts = [f"{r['title']} {r['text']}" if r["title"] else r["text"] for r in rows]
     full = _one_by_one(tiny_model, texts, is_query=False, normalize=True)[:, :8]
     cut = full / np.linalg.norm(full, axis=1, keepdims=True)
+    # unit vectors stored in float16 (half an ulp below 1 is 2.4e-4)
     np.testing.assert_allclose(vectors.astype(np.float32), cut, atol=2e-3)
 
 
@@ -124,13 +133,11 @@ def test_any_object_with_settings_and_encode_streams_like_the_torch_encoder(tiny
     vectors = np.concatenate([v for _, v in windows])
     texts = ["Q: " + text for text in table["text"]]
     expected = _one_by_one(tiny_model, texts, is_query=True, query_prefix="Q: ")
-    np.testing.assert_allclose(vectors, expected, atol=2e-5)
+    _assert_close(vectors, expected)
     _, in_memory = encode_table_in_memory(encoder, tokenizer, table, True, progress=False)
-    np.testing.assert_allclose(in_memory, expected, atol=2e-5)
-    np.testing.assert_allclose(
-        encode_texts(encoder, tokenizer, texts, True, batch_size=4, progress=False),
-        expected,
-        atol=2e-5,
+    _assert_close(in_memory, expected)
+    _assert_close(
+        encode_texts(encoder, tokenizer, texts, True, batch_size=4, progress=False), expected
     )
 
 

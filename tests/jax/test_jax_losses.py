@@ -41,6 +41,9 @@ CASES = [
 
 @pytest.mark.parametrize(("flags", "settings"), CASES)
 def test_loss_and_gradients_match_torch(jax_cpu, flags, settings):
+    """Crosses torch's CPU kernels (ATen matmul/log-softmax, oneDNN/MKL per CPU) with XLA's CPU
+    kernels: float32 results agree to a few ulps of their magnitude (losses reach ~90 and
+    gradients ~14 at temperature 0.05-0.1), so tolerances are relative, 1e-5 of the magnitude."""
     import jax
     import jax.numpy as jnp
 
@@ -65,9 +68,10 @@ def test_loss_and_gradients_match_torch(jax_cpu, flags, settings):
     value, (gq, gp) = jax.value_and_grad(loss_from_args(args, settings), argnums=(0, 1))(
         jnp.asarray(q), jnp.asarray(p)
     )
-    assert float(value) == pytest.approx(expected.item(), abs=1e-5)
-    np.testing.assert_allclose(np.asarray(gq), tq.grad.numpy(), atol=1e-5)
-    np.testing.assert_allclose(np.asarray(gp), tp.grad.numpy(), atol=1e-5)
+    assert float(value) == pytest.approx(expected.item(), rel=1e-5)
+    for got, want in ((gq, tq.grad.numpy()), (gp, tp.grad.numpy())):
+        # Scaled by the largest gradient: elementwise rtol would fail on near-zero entries.
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-5 * max(1, np.abs(want).max()))
 
 
 def test_losses_without_a_jax_form_are_refused():

@@ -48,9 +48,10 @@ for name, devices, cache in (
     out[name] = (float(loss), jax.tree.map(np.asarray, state.params), shards)
 diff = lambda a, b: max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 start = jax.tree.map(np.asarray, encoder.params)
+scale = lambda a: max(float(np.abs(x).max()) for x in jax.tree.leaves(a))
 print(json.dumps({
     name: {"loss": loss, "vs_one": diff(params, out["one"][1]), "moved": diff(params, start),
-           "devices": sorted(shards)}
+           "scale": scale(params), "devices": sorted(shards)}
     for name, (loss, params, shards) in out.items()
 }))
 """
@@ -73,6 +74,9 @@ def _small_bert(folder) -> str:
 
 
 def test_two_devices_equal_one_device_and_grad_cache_equals_plain(jax_cpu, tmp_path):
+    """Crosses XLA CPU programs that differ in batch split, all-gather and GradCache chunking
+    (so in summation order and matmul shapes): loss and weights agree to 1e-5 of their
+    magnitude (the weights' largest entry), not absolutely."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
     env = {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_PLATFORMS": "cpu"}
     done = subprocess.run(
@@ -86,6 +90,7 @@ def test_two_devices_equal_one_device_and_grad_cache_equals_plain(jax_cpu, tmp_p
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["one"]["devices"] == [1] and result["two"]["devices"] == [2]
     assert result["one"]["moved"] > 1e-3  # the step changed the weights
+    one = result["one"]
     for name in ("two", "two_grad_cache"):
-        assert abs(result[name]["loss"] - result["one"]["loss"]) < 1e-5, result
-        assert result[name]["vs_one"] < 1e-5, result
+        assert abs(result[name]["loss"] - one["loss"]) < 1e-5 * max(1.0, abs(one["loss"])), result
+        assert result[name]["vs_one"] < 1e-5 * max(1.0, one["scale"]), result

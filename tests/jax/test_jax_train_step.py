@@ -32,7 +32,9 @@ SETTINGS = {"pooling": "mean", "normalize": True, "temperature": 0.05}
 
 def test_sgd_step_matches_torch(jax_cpu, tiny_model, tokenizer):
     """Loss and every updated weight of one SGD step (dropout off), Matryoshka + InfoNCE with
-    temperature and margin, equal torch's to 1e-4."""
+    temperature and margin, equal torch's. Crosses torch's CPU kernels (ATen/oneDNN) with XLA's
+    through a BERT forward and backward, so both are compared relative to their magnitude: the
+    loss to 1e-5, each weight tensor to 1e-4 of its largest entry (lr=2 amplifies gradient ulps)."""
     import jax
     import optax
 
@@ -66,11 +68,12 @@ def test_sgd_step_matches_torch(jax_cpu, tiny_model, tokenizer):
         placement.global_batch(fixed_arrays(queries, 16)),
         placement.global_batch(fixed_arrays(passages, 32)),
     )
-    assert float(value) == pytest.approx(loss.item(), abs=1e-4)
+    assert float(value) == pytest.approx(loss.item(), rel=1e-5)
     got = state_from_params(encoder.towers["query"], jax.device_get(state.params["query"]))
     assert len(got) == len(expected) - 2  # all but BERT's unused pooler
     for name, value in got.items():
-        np.testing.assert_allclose(value, expected[name], atol=1e-4, err_msg=name)
+        scale = max(1.0, np.abs(expected[name]).max())
+        np.testing.assert_allclose(value, expected[name], atol=1e-4 * scale, err_msg=name)
     before = state_from_params(encoder.towers["query"], encoder.params["query"])
     assert max(np.abs(got[n] - before[n]).max() for n in got) > 1e-2
 
@@ -87,7 +90,8 @@ def _hf_named_parameters(tiny_model: str):
 @pytest.mark.parametrize("accumulation", [1, 2])
 def test_adamw_matches_the_hf_trainer(jax_cpu, tiny_model, tmp_path, accumulation):
     """optax AdamW (decay mask, clipping, linear warmup/decay, accumulation) on given gradients
-    equals torch AdamW with the HF Trainer's parameter groups and schedule."""
+    equals torch AdamW with the HF Trainer's parameter groups and schedule. Crosses XLA's and
+    torch's elementwise CPU kernels only (no matmul): 1e-6 of each tensor's largest entry."""
     import jax
     from transformers import get_linear_schedule_with_warmup
 
@@ -136,5 +140,7 @@ def test_adamw_matches_the_hf_trainer(jax_cpu, tiny_model, tmp_path, accumulatio
     got = state_from_params(tower, jax.device_get(state.params))
     start = state_from_params(tower, tower.params)
     for name, weight in named.items():
-        np.testing.assert_allclose(got[name], weight.detach().numpy(), atol=1e-6, err_msg=name)
+        want = weight.detach().numpy()
+        atol = 1e-6 * max(1.0, np.abs(want).max())
+        np.testing.assert_allclose(got[name], want, atol=atol, err_msg=name)
     assert max(np.abs(got[n] - start[n]).max() for n in got) > 5e-3

@@ -44,6 +44,9 @@ def _reference_grads(encoder, batch, loss_fn, q_chunk, p_chunk, seed):
     ("untie", "loss_name"), [(False, "infonce"), (True, "infonce"), (False, "matryoshka")]
 )
 def test_grad_cache_equals_full_batch_gradient(tiny_model, tmp_path, untie, loss_name):
+    """GradCache (chunked forwards, cached vector gradients) against one full-batch backward:
+    torch both ways, but other matmul shapes and summation orders, so each gradient tensor is
+    compared to 1e-4 relatively and 1e-5 of its largest entry, the loss to 1e-5 relatively."""
     encoder = DenseEncoder.from_pretrained(
         tiny_model, pooling="mean", normalize=True, untie_encoder=untie, temperature=0.1
     )
@@ -70,7 +73,8 @@ def test_grad_cache_equals_full_batch_gradient(tiny_model, tmp_path, untie, loss
     got = {n: t.grad for n, t in encoder.named_parameters() if t.grad is not None}
     assert got.keys() == expected.keys()
     for name, grad in expected.items():
-        torch.testing.assert_close(got[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+        atol = 1e-5 * max(1.0, grad.abs().max().item())
+        torch.testing.assert_close(got[name], grad, atol=atol, rtol=1e-4, msg=name)
     torch.manual_seed(7)
     with torch.no_grad():
         q = torch.cat([encoder.encode_query(c) for c in split_batch(batch["query"], 3)])
@@ -90,6 +94,8 @@ def test_grad_cache_without_restored_random_state_would_differ(tiny_model, tmp_p
 
 
 def test_grad_cache_with_gradient_accumulation_scales_like_the_trainer(tiny_model, tmp_path):
+    """GradCache (chunks of 1 and 2) against the plain HF step, torch both ways (other shapes,
+    other summation orders): 1e-5 relatively and 1e-6 of each gradient's largest entry."""
     encoder = DenseEncoder.from_pretrained(tiny_model, pooling="cls")
     encoder.eval()  # no dropout: compare against the plain HF step directly
     for module in encoder.modules():
@@ -114,4 +120,6 @@ def test_grad_cache_with_gradient_accumulation_scales_like_the_trainer(tiny_mode
             {n: t.grad.clone() for n, t in encoder.named_parameters() if t.grad is not None}
         )
     for name in grads[0]:
-        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5)
+        want = grads[0][name]
+        atol = 1e-6 * max(1.0, want.abs().max().item())
+        torch.testing.assert_close(grads[1][name], want, atol=atol, rtol=1e-5)

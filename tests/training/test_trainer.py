@@ -103,7 +103,9 @@ def test_needs_a_dense_encoder(tokenizer, tmp_path):
 
 
 def test_grad_cache_step_equals_plain_step(tiny_model, tokenizer, tiny_train, tmp_path):
-    """One SGD step with GradCache (uneven chunks) lands on the same weights as a plain step."""
+    """One SGD step with GradCache (uneven chunks) lands on the same weights as a plain step.
+    torch both ways, but chunked forwards change matmul shapes and summation orders: the loss
+    agrees to 1e-5 relatively, the weights to 1e-4 relatively and 1e-5 of their largest entry."""
     results = []
     for grad_cache in (False, True):
         trainer, encoder, _, _ = _trainer(
@@ -134,4 +136,5 @@ def test_grad_cache_step_equals_plain_step(tiny_model, tokenizer, tiny_train, tm
     assert not torch.allclose(plain["query_model.embeddings.word_embeddings.weight"],
                               start["query_model.embeddings.word_embeddings.weight"])  # fmt: skip
     for name, value in plain.items():
-        torch.testing.assert_close(cached[name], value, atol=1e-5, rtol=1e-4)
+        atol = 1e-5 * max(1.0, value.abs().max().item())
+        torch.testing.assert_close(cached[name], value, atol=atol, rtol=1e-4)
