@@ -1,5 +1,10 @@
 """Decoder-only backbones (tiny random LLaMA- and Qwen2-style): last-token pooling with EOS,
-identical vectors under left and right padding, LoRA on their projection layers."""
+identical vectors under left and right padding, LoRA on their projection layers.
+
+Left padding, right padding and no padding run the same torch model on other shapes and masks,
+hence other CPU kernels and summation orders: the unnormalized vectors agree to 1e-4 relatively
+and to 1e-5 of their largest entry (``_assert_close``), not bit for bit.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,11 @@ def decoder(request, tiny_decoder) -> str:
     return tiny_decoder(request.param)
 
 
+def _assert_close(got: torch.Tensor, expected: torch.Tensor) -> None:
+    atol = 1e-5 * max(1.0, expected.abs().max().item())
+    torch.testing.assert_close(got, expected, atol=atol, rtol=1e-4)
+
+
 def _vectors(encoder, model_path, side, append_eos=True):
     tokenizer = load_tokenizer(model_path, padding_side=side)
     batch = tokenize(tokenizer, TEXTS, 32, append_eos=append_eos, pad_to_multiple_of=8)
@@ -31,7 +41,7 @@ def test_last_token_pooling_is_padding_side_independent(decoder):
     right_batch, right = _vectors(encoder, decoder, "right")
     left_batch, left = _vectors(encoder, decoder, "left")
     assert (left_batch["attention_mask"][:, 0] == 0).any()  # left padding really happened
-    torch.testing.assert_close(left, right, atol=1e-5, rtol=1e-4)
+    _assert_close(left, right)
     # each row's last real token is the EOS appended after truncation
     eos = load_tokenizer(decoder).eos_token_id
     lengths = right_batch["attention_mask"].sum(dim=1)
@@ -44,7 +54,7 @@ def test_last_token_pooling_is_padding_side_independent(decoder):
     )
     with torch.no_grad():
         alone = encoder.encode(dict(single), is_query=False)
-    torch.testing.assert_close(alone[0], right[0], atol=1e-5, rtol=1e-4)
+    _assert_close(alone[0], right[0])
 
 
 def test_lora_defaults_target_the_decoder_projections(decoder):
@@ -66,4 +76,4 @@ def test_absolute_position_encoder_is_padding_side_independent(tiny_model, pooli
     _, right = _vectors(encoder, tiny_model, "right", append_eos=False)
     left_batch, left = _vectors(encoder, tiny_model, "left", append_eos=False)
     assert (left_batch["attention_mask"][:, 0] == 0).any()
-    torch.testing.assert_close(left, right, atol=1e-5, rtol=1e-4)
+    _assert_close(left, right)

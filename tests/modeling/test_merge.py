@@ -13,6 +13,8 @@ from densekit.retrieval.embeddings import load_embeddings
 def test_lora_checkpoint_encodes_identically_before_and_after_merge(
     tiny_model, tiny_train, write_jsonl, tmp_path
 ):
+    """Merged weights (W + BA folded once) against LoRA applied at run time (x W + x A B): other
+    arithmetic, same torch kernels; unit vectors, so 1e-5 is relative to their norm of 1."""
     out = tmp_path / "lora"
     flags = [
         "--output_dir", str(out), "--model_name_or_path", tiny_model, "--dataset_path", tiny_train,

@@ -60,6 +60,8 @@ def _st_with(minilm: str, folder, *extra) -> str:
 
 
 def test_dense_module_is_read_as_the_projection(minilm, tmp_path):
+    """sentence-transformers' forward against densekit's (other batching and padding, so other
+    CPU kernels) on unnormalized projections: 1e-4 of the vectors' largest entry."""
     from sentence_transformers.models import Dense
 
     torch.manual_seed(0)
@@ -67,15 +69,8 @@ def test_dense_module_is_read_as_the_projection(minilm, tmp_path):
     path = _st_with(minilm, tmp_path / "dense", dense)
     vectors = _densekit_vectors(path)
     assert vectors.shape == (2, 128)
-    np.testing.assert_allclose(vectors, _st_vectors(path), atol=1e-4)
-
-
-def test_dense_with_an_activation_is_refused_in_one_line(minilm, tmp_path):
-    from sentence_transformers.models import Dense
-
-    path = _st_with(minilm, tmp_path / "tanh", Dense(384, 64, activation_function=torch.nn.Tanh()))
-    with pytest.raises(ConfigError, match="Dense activation"):
-        DenseEncoder.from_pretrained(path)
+    expected = _st_vectors(path)
+    np.testing.assert_allclose(vectors, expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
 
 
 def test_unsupported_pooling_and_module_are_refused(tmp_path):
@@ -104,13 +99,15 @@ def test_unsupported_pooling_and_module_are_refused(tmp_path):
 
 
 def _both_ways(path: str, encoder: DenseEncoder, tokenizer) -> None:
-    """ST's encode_query / encode_document equal densekit's query / passage vectors."""
+    """ST's encode_query / encode_document equal densekit's query / passage vectors (other
+    batching and padding, so other CPU kernels): 1e-4 of the vectors' largest entry."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(path, device="cpu")
     for is_query, st_encode in ((True, model.encode_query), (False, model.encode_document)):
         ours = encode_texts(encoder, tokenizer, TEXTS, is_query, progress=False)
-        np.testing.assert_allclose(st_encode(TEXTS, convert_to_numpy=True), ours, atol=1e-4)
+        atol = 1e-4 * max(1.0, np.abs(ours).max())
+        np.testing.assert_allclose(st_encode(TEXTS, convert_to_numpy=True), ours, atol=atol)
 
 
 def test_query_length_differing_from_passage_length(minilm, tmp_path):

@@ -31,14 +31,13 @@ from densekit.jax.weights import (
     read_tower,
     write_tower,
 )
-from densekit.modeling import st_format, tevatron_v1
-from densekit.modeling.config import CONFIG_NAME, EncoderConfig, resolve_config
+from densekit.modeling import st_format
+from densekit.modeling.config import EncoderConfig, resolve_config
+from densekit.modeling.folders import POOLER_FILE, ModelFolder, read_folder
 from densekit.resources import looks_local
 
 logger = logging.getLogger(__name__)
 
-POOLER_FILE = "pooler.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 _TOWERS = ("query_model", "passage_model")
 
 
@@ -112,40 +111,35 @@ class JaxEncoder:
         seed: int = 42,
         **given: Any,
     ) -> JaxEncoder:
-        """A densekit, sentence-transformers or plain Hugging Face BERT-family folder.
+        """A BERT-family model in any folder ``modeling.folders`` reads, or a hub name.
 
         ``given`` are ``EncoderConfig`` fields (``None`` = the folder's) plus ``add_pooler``;
         ``untie_encoder`` on a one-tower folder starts both towers from its weights.
         """
         add_pooler = bool(given.pop("add_pooler", False))
-        folder = _local_folder(path, cache_dir)
-        if (folder / ADAPTER_CONFIG).is_file():
+        folder = read_folder(_local_folder(path, cache_dir))
+        if folder.adapter_base is not None:
             raise ConfigError(
                 f"{path} is a LoRA adapter: run `densekit merge-lora` first for the JAX path"
             )
-        own = (folder / CONFIG_NAME).is_file()
-        v1_pooler = None if own else tevatron_v1.read_pooler(folder)
-        for key, value in (v1_pooler[0] if v1_pooler else {}).items():
-            if key.startswith("projection") or given.get(key) is None:
-                given[key] = value
-        given["passage_field_separator"] = tevatron_v1.separator(
-            given.get("passage_field_separator"), str(folder)
-        )
         settings = resolve_config(folder, **given)
-        untied = all((folder / t).is_dir() for t in _TOWERS)
-        towers = {"query": read_tower(folder / _TOWERS[0] if untied else folder)}
+        if settings.projection_activation is not None:
+            raise ConfigError(
+                f"{path}: the JAX encoder applies no activation after the projection "
+                f"({settings.projection_activation}); encode this model with the torch backend"
+            )
+        towers = {"query": read_tower(folder.towers[0])}
         params: dict[str, Any] = {"query": towers["query"].params}
-        if untied or settings.untie_encoder:
-            towers["passage"] = read_tower(folder / _TOWERS[1]) if untied else towers["query"]
+        if settings.untie_encoder:  # saved untied towers, or one tower to start both from
+            towers["passage"] = read_tower(folder.towers[1]) if folder.untied else towers["query"]
             params["passage"] = copy.deepcopy(towers["passage"].params)
-            settings.untie_encoder = True
         _clamp_lengths(settings, towers["query"].spec.max_length)
         hidden = towers["query"].spec.hidden_size
         if add_pooler and settings.projection_out_dim is None:
             settings.projection_out_dim = hidden
         if settings.has_pooler:
             settings.projection_in_dim = settings.projection_in_dim or hidden
-            params["projection"] = _projection(folder, settings, own, v1_pooler, seed)
+            params["projection"] = _projection(folder, settings, seed)
         if settings.base_model_name_or_path is None:
             settings.base_model_name_or_path = str(path)
         return cls(settings, towers, params, dtype, remat)
@@ -224,19 +218,10 @@ class JaxEncoder:
         st_format.write_files(folder, self.settings, hidden, linear, self.tied)
 
 
-def _projection(
-    folder: Path, settings: EncoderConfig, own: bool, v1_pooler: tuple | None, seed: int
-) -> dict[str, np.ndarray]:
-    """The projection's weights: densekit's file, a Tevatron v1 pooler, an ST Dense, or new."""
-    from safetensors.torch import load_file
-
-    if (folder / POOLER_FILE).is_file():
-        return projection_params(load_file(str(folder / POOLER_FILE)))
-    if v1_pooler:
-        return projection_params(v1_pooler[1])
-    dense = None if own else st_format.read_settings(folder).get("st_dense_path")
-    if dense:
-        return projection_params(st_format.load_dense(dense))
+def _projection(folder: ModelFolder, settings: EncoderConfig, seed: int) -> dict[str, np.ndarray]:
+    """The projection's weights: the folder's (densekit, Tevatron v1, ST Dense), or new ones."""
+    if folder.projection is not None:
+        return projection_params(folder.projection())
     return fresh_projection(settings.projection_in_dim, settings.projection_out_dim, seed)
 
 

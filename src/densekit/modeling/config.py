@@ -1,8 +1,11 @@
 """The encoder's own settings, and where their defaults come from.
 
-Precedence: a flag given on the command line, then the model folder's ``densekit_config.json``,
-then its sentence-transformers files (pooling, normalization, max length, prompts), then
-densekit's fallbacks (Tevatron's: cls pooling, no normalization, lengths 32/128).
+Precedence: values the folder's weights dictate (a Tevatron v1 pooler's sizes, untied towers),
+then a flag given on the command line, then the model folder's ``densekit_config.json``, else its
+sentence-transformers files (pooling, normalization, max length, prompts, Dense) or Tevatron v1
+pooler config, then densekit's fallbacks (Tevatron's: cls pooling, no normalization, lengths
+32/128). Which file a folder's settings come from is its kind's business (``modeling.folders``);
+the merge is :func:`resolve_config`, used by the torch and JAX encoders alike.
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ from typing import Any
 
 from densekit.data.formatting import TextFormat
 from densekit.errors import ConfigError
-from densekit.modeling import st_format
-
-CONFIG_NAME = "densekit_config.json"
+from densekit.modeling.folders import CONFIG_NAME, ModelFolder, read_folder
+from densekit.modeling.tokenizer import field_separator
 
 
 @dataclass
@@ -37,6 +39,8 @@ class EncoderConfig(TextFormat):
     untie_encoder: bool = False
     projection_in_dim: int | None = None
     projection_out_dim: int | None = None
+    # torch.nn activation after the projection (sentence-transformers Dense); None: identity
+    projection_activation: str | None = None
     fine_tune_type: str = "full"
     base_model_name_or_path: str | None = None
 
@@ -56,11 +60,8 @@ class EncoderConfig(TextFormat):
 
 
 def folder_defaults(path: str | Path) -> dict[str, Any]:
-    """Settings a model folder carries: densekit's config, else its sentence-transformers files."""
-    folder = Path(path)
-    if (folder / CONFIG_NAME).is_file():
-        return json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-    return st_format.read_settings(folder)
+    """Settings a model folder carries (its kind decides which of its files say them)."""
+    return dict(read_folder(path).settings)
 
 
 # Tevatron's eos, FlagEmbedding's last_token and Trove's first_token/last_token included.
@@ -81,11 +82,17 @@ def pooling_name(name: str) -> str:
     return POOLING_ALIASES[name]
 
 
-def resolve_config(path: str | Path, **given: Any) -> EncoderConfig:
+def resolve_config(source: str | Path | ModelFolder, **given: Any) -> EncoderConfig:
     """Merge flags given (``None`` = not given) over the folder's settings and the fallbacks."""
-    values = folder_defaults(path)
+    folder = source if isinstance(source, ModelFolder) else read_folder(source)
+    values = dict(folder.settings)
     values.update({k: v for k, v in given.items() if v is not None})
+    values.update(folder.pinned)
     values["pooling"] = pooling_name(values.get("pooling", "cls"))
     if "temperature" not in values:
         values["temperature"] = 0.05 if values.get("normalize") else 1.0
+    if values.get("passage_field_separator") is not None:
+        values["passage_field_separator"] = field_separator(
+            values["passage_field_separator"], folder.tokenizer_path
+        )
     return EncoderConfig.from_dict(values)

@@ -7,7 +7,6 @@ and sentence-transformers module files, so ``SentenceTransformer(path)`` loads a
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,18 +15,24 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModel, PreTrainedTokenizerBase
 
 from densekit.errors import ConfigError
-from densekit.modeling import st_format, tevatron_v1
-from densekit.modeling.config import CONFIG_NAME, EncoderConfig, resolve_config
+from densekit.modeling import st_format
+from densekit.modeling.activations import activation
+from densekit.modeling.config import EncoderConfig, resolve_config
+from densekit.modeling.folders import (
+    ADAPTER_CONFIG,
+    CONFIG_NAME,
+    POOLER_FILE,
+    adapter_base,
+    read_folder,
+)
 from densekit.modeling.pooling import pool
+from densekit.modeling.tokenizer import load_tokenizer
 from densekit.resources import looks_local
 
 logger = logging.getLogger(__name__)
-
-POOLER_FILE = "pooler.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
@@ -40,35 +45,18 @@ class EncoderOutput:
 
 def load_backbone(path: str, cache_dir: str | None = None, **kwargs) -> nn.Module:
     """``AutoModel`` from a folder or hub name, or a peft adapter folder on top of its base."""
-    folder = Path(path)
-    if (folder / ADAPTER_CONFIG).is_file():
+    base_path = adapter_base(path)
+    if base_path is not None:
         from peft import PeftModel
 
-        base_path = json.loads((folder / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
         base = AutoModel.from_pretrained(base_path, cache_dir=cache_dir, **kwargs)
-        return PeftModel.from_pretrained(base, str(folder))
-    if not folder.exists() and looks_local(path):
+        return PeftModel.from_pretrained(base, str(path))
+    if not Path(path).exists() and looks_local(path):
         raise ConfigError(f"model folder {path} does not exist")
     try:
         return AutoModel.from_pretrained(path, cache_dir=cache_dir, **kwargs)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
-
-
-def load_tokenizer(path: str, padding_side: str = "right") -> PreTrainedTokenizerBase:
-    """The tokenizer saved beside a model (or its base for an adapter folder)."""
-    folder = Path(path)
-    source = path
-    if (folder / ADAPTER_CONFIG).is_file() and not (folder / "tokenizer_config.json").is_file():
-        source = json.loads((folder / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except OSError as exc:
-        raise ConfigError(f"cannot load tokenizer {source!r}: {str(exc).splitlines()[0]}") from None
-    tokenizer.padding_side = padding_side
-    if tokenizer.pad_token is None:  # decoder-only models ship without one
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 class DenseEncoder(nn.Module):
@@ -93,37 +81,22 @@ class DenseEncoder(nn.Module):
     def from_pretrained(
         cls, path: str, cache_dir: str | None = None, model_kwargs: dict | None = None, **given
     ) -> DenseEncoder:
-        """Load a densekit, sentence-transformers or plain HF folder; ``given`` overrides settings.
+        """Load any folder ``modeling.folders`` reads (or a hub name); ``given`` overrides settings.
 
         A plain HF model with ``untie_encoder`` starts both towers from the same weights;
-        ``add_pooler`` (via ``projection_out_dim``) creates a fresh projection. A Tevatron v1
-        folder's ``pooler.pt`` is loaded; ``lora_name_or_path`` puts a peft adapter (e.g.
-        Tevatron v2's) over the backbone.
+        ``add_pooler`` (via ``projection_out_dim``) creates a fresh projection unless the folder
+        holds one (densekit's pooler, a Tevatron v1 ``pooler.pt``, an ST ``Dense``);
+        ``lora_name_or_path`` puts a peft adapter (e.g. Tevatron v2's) over the backbone.
         """
         add_pooler = bool(given.pop("add_pooler", False))
         lora_path = given.pop("lora_name_or_path", None)
-        folder = Path(path)
-        own = (folder / CONFIG_NAME).is_file()  # densekit's folder: its ST files are for ST
-        v1_pooler = None if own else tevatron_v1.read_pooler(folder)
-        for key, value in (v1_pooler[0] if v1_pooler else {}).items():
-            given[key] = (
-                value if key.startswith("projection") or given.get(key) is None else given[key]
-            )
-        sep = given.get("passage_field_separator")
-        given["passage_field_separator"] = tevatron_v1.separator(sep, path)
-        config = resolve_config(path, **given)
-        st_dense = None if own else st_format.read_settings(path).get("st_dense_path")
+        folder = read_folder(path)
+        config = resolve_config(folder, **given)
         model_kwargs = dict(model_kwargs or {})
-        untied_saved = (folder / "query_model").is_dir() and (folder / "passage_model").is_dir()
-        if untied_saved:
-            query_model = load_backbone(str(folder / "query_model"), cache_dir, **model_kwargs)
-            passage_model = load_backbone(str(folder / "passage_model"), cache_dir, **model_kwargs)
-            config.untie_encoder = True
-        else:
-            query_model = load_backbone(path, cache_dir, **model_kwargs)
-            passage_model = None
-            if config.untie_encoder:
-                passage_model = load_backbone(path, cache_dir, **model_kwargs)
+        query_model = load_backbone(folder.towers[0], cache_dir, **model_kwargs)
+        passage_model = None
+        if config.untie_encoder:  # saved untied towers, or one tower to start both from
+            passage_model = load_backbone(folder.towers[-1], cache_dir, **model_kwargs)
         if lora_path:
             query_model, passage_model = _with_adapter(query_model, passage_model, lora_path)
         _clamp_lengths(config, query_model)
@@ -134,12 +107,8 @@ class DenseEncoder(nn.Module):
             in_dim = config.projection_in_dim or query_model.config.hidden_size
             config.projection_in_dim = in_dim
             pooler = nn.Linear(in_dim, config.projection_out_dim)
-            if (folder / POOLER_FILE).is_file():
-                pooler.load_state_dict(load_file(str(folder / POOLER_FILE)))
-            elif v1_pooler:
-                pooler.load_state_dict(v1_pooler[1])
-            elif st_dense:
-                pooler.load_state_dict(st_format.load_dense(st_dense))
+            if folder.projection is not None:
+                pooler.load_state_dict(folder.projection())
         if config.base_model_name_or_path is None:
             config.base_model_name_or_path = str(path)
         return cls(query_model, passage_model, config, pooler)
@@ -265,7 +234,7 @@ class DenseEncoder(nn.Module):
 def represent(
     hidden: torch.Tensor, mask: torch.Tensor, settings: EncoderConfig, pooler: nn.Module | None
 ) -> torch.Tensor:
-    """Token states -> vectors: pooling, projection, normalization.
+    """Token states -> vectors: pooling, projection (and its activation), normalization.
 
     One function, so the torch encoder and the ONNX/OpenVINO runners (which produce only the
     token states) turn them into vectors identically.
@@ -273,6 +242,8 @@ def represent(
     reps = pool(hidden, mask, settings.pooling)
     if pooler is not None:
         reps = pooler(reps)
+        if settings.projection_activation is not None:
+            reps = activation(settings.projection_activation)(reps)
     if settings.normalize:
         reps = F.normalize(reps, p=2, dim=-1)
     return reps
@@ -335,7 +306,9 @@ def _load_backbone_weights(model: nn.Module, folder: Path) -> None:
 
 
 __all__ = [
+    "ADAPTER_CONFIG",
     "CONFIG_NAME",
+    "POOLER_FILE",
     "DenseEncoder",
     "EncoderOutput",
     "load_backbone",

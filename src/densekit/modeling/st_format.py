@@ -2,8 +2,9 @@
 
 Reading covers the forms sentence-transformers 3 to 6 write (``pooling_mode_*`` booleans or
 one ``pooling_mode`` string, ``max_seq_length`` in ``sentence_bert_config.json`` or only in the
-tokenizer config, module type paths of every version). A module densekit cannot reproduce is
-refused with one line rather than silently encoded differently from ``SentenceTransformer``.
+tokenizer config, module type paths of every version, a ``Dense`` with any parameter-free
+``torch.nn`` activation). A module densekit cannot reproduce is refused with one line rather than
+silently encoded differently from ``SentenceTransformer``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from densekit.errors import ConfigError
+from densekit.modeling.activations import activation_name, st_path
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,8 @@ _LEGACY_KEYS = {
     "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
     "pooling_mode_weightedmean_tokens": "weightedmean",
 }
-_IDENTITY = ("torch.nn.modules.linear.Identity", "torch.nn.Identity", "Identity")
+# What ST's Dense builds when its config names no activation.
+_ST_DEFAULT_ACTIVATION = "torch.nn.modules.activation.Tanh"
 _TOKENIZER_LIMIT = 1_000_000  # tokenizers without a limit store a huge sentinel
 
 
@@ -85,26 +88,33 @@ def _max_length(folder: Path, module_dir: Path) -> int | None:
 
 def _dense_settings(config: dict[str, Any], module_dir: Path) -> dict[str, Any]:
     source = module_dir / "config.json"
-    activation = config.get("activation_function", _IDENTITY[0])
-    if activation not in _IDENTITY:
-        raise ConfigError(
-            f"{source}: Dense activation {activation!r} is not supported by densekit (identity only)"
-        )
     if not config.get("bias", True):
         raise ConfigError(f"{source}: a Dense module without bias is not supported by densekit")
+    if config.get("use_residual") or config.get("module_input_name", "sentence_embedding") != (
+        "sentence_embedding"
+    ):
+        raise ConfigError(
+            f"{source}: a Dense module with a residual or on token embeddings is not supported "
+            "by densekit"
+        )
+    activation = config.get("activation_function", _ST_DEFAULT_ACTIVATION)
     return {
         "projection_in_dim": int(config["in_features"]),
         "projection_out_dim": int(config["out_features"]),
-        "st_dense_path": str(module_dir),
+        "projection_activation": activation_name(activation, source),
     }
 
 
-def read_settings(path: str | Path) -> dict[str, Any]:
-    """Encoder settings from a sentence-transformers folder (empty for a plain HF folder)."""
+def read(path: str | Path) -> tuple[dict[str, Any], Path | None]:
+    """A sentence-transformers folder's encoder settings and its ``Dense`` module's folder.
+
+    Empty settings and no folder for a folder without ``modules.json`` (plain Hugging Face).
+    """
     folder = Path(path)
     if not (folder / MODULES_FILE).is_file():
-        return {}
+        return {}, None
     out: dict[str, Any] = {}
+    dense: Path | None = None
     modules = _read_json(folder / MODULES_FILE)
     for position, module in enumerate(modules):
         kind = _kind(module)
@@ -117,8 +127,9 @@ def read_settings(path: str | Path) -> dict[str, Any]:
             config = _read_json(module_dir / "config.json")
             out["pooling"] = pooling_mode(config, module_dir / "config.json")
             out["st_include_prompt"] = bool(config.get("include_prompt", True))
-        elif kind == "Dense" and "st_dense_path" not in out:
+        elif kind == "Dense" and dense is None:
             out.update(_dense_settings(_read_json(module_dir / "config.json"), module_dir))
+            dense = module_dir
         elif kind == "Normalize":
             out["normalize"] = True
         else:
@@ -133,7 +144,12 @@ def read_settings(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"{folder}: Pooling excludes prompt tokens (include_prompt false); densekit pools them"
         )
-    return out
+    return out, dense
+
+
+def read_settings(path: str | Path) -> dict[str, Any]:
+    """Encoder settings from a sentence-transformers folder (empty for a plain HF folder)."""
+    return read(path)[0]
 
 
 def _prompts(folder: Path) -> dict[str, str]:
@@ -268,7 +284,7 @@ def _write_head(
                 "in_features": pooler.in_features,
                 "out_features": pooler.out_features,
                 "bias": True,
-                "activation_function": _IDENTITY[0],
+                "activation_function": st_path(settings.projection_activation),
             },
         )
         state = {f"linear.{k}": v.detach().contiguous() for k, v in pooler.state_dict().items()}

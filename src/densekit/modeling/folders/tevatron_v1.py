@@ -1,37 +1,33 @@
-"""What a Tevatron v1 model folder carries besides the backbone, read into densekit's settings.
+"""A Tevatron v1 folder: the backbone plus ``pooler.pt`` and ``pooler_config.json``.
 
 Tevatron v1 (``--add_pooler``) saved a linear projection as ``pooler.pt`` (a torch state dict:
 ``linear_q``, and ``linear_p`` which is the same layer unless untied) and ``pooler_config.json``
 (``input_dim``, ``output_dim``, ``tied``, ``normalize``); the projection applies to the [CLS]
-state. Its ``--passage_field_separator`` could name a tokenizer attribute (``sep_token``)
-instead of giving the text.
+state. Its sizes are the weights' own, so flags cannot change them.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from densekit.errors import ConfigError
+from densekit.modeling import st_format
+from densekit.modeling.folders.base import ModelFolder, local_folder
 
 POOLER_WEIGHTS = "pooler.pt"
 POOLER_CONFIG = "pooler_config.json"
-_TOKEN_ATTRIBUTE = re.compile(r"^(bos|eos|sep|cls|pad|unk|mask)_token$")
 
 
-def read_pooler(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
-    """``(settings, nn.Linear state dict)`` of a Tevatron v1 pooler in ``folder``, else None.
+def read_pooler(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(settings, nn.Linear state dict)`` of the Tevatron v1 pooler in ``folder``.
 
     The weights load with ``torch.load(weights_only=True)``: tensors only, no code runs.
     """
-    folder = Path(folder)
-    weights, config_file = folder / POOLER_WEIGHTS, folder / POOLER_CONFIG
-    if not (weights.is_file() and config_file.is_file()):
-        return None
+    weights, config_file = Path(folder) / POOLER_WEIGHTS, Path(folder) / POOLER_CONFIG
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
         state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -56,13 +52,21 @@ def read_pooler(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Ten
     return settings, query
 
 
-def separator(value: str | None, tokenizer_path: str) -> str | None:
-    """Tevatron's ``getattr(tokenizer, value, value)``: ``sep_token`` etc. become the token."""
-    if value is None or not _TOKEN_ATTRIBUTE.match(value):
-        return value
-    from densekit.modeling.encoder import load_tokenizer
+class TevatronV1Folder:
+    """A Tevatron v1 model trained with ``--add_pooler`` (tied or untied towers)."""
 
-    token = getattr(load_tokenizer(tokenizer_path), value, None)
-    if not token:
-        raise ConfigError(f"--passage_field_separator {value}: this tokenizer has no {value}")
-    return str(token)
+    name = "tevatron-v1"
+    looks_for = POOLER_WEIGHTS
+
+    def matches(self, path: str) -> bool:
+        folder = Path(path)
+        return (folder / POOLER_WEIGHTS).is_file() and (folder / POOLER_CONFIG).is_file()
+
+    def read(self, path: str) -> ModelFolder:
+        pooler, state = read_pooler(path)
+        # sentence-transformers files beside the pooler still give lengths and prompts.
+        st_settings = st_format.read_settings(path)
+        settings = {k: v for k, v in st_settings.items() if not k.startswith("projection")}
+        settings.update({k: v for k, v in pooler.items() if not k.startswith("projection")})
+        pinned = {k: v for k, v in pooler.items() if k.startswith("projection")}
+        return local_folder(path, self.name, settings, pinned, lambda: dict(state))
