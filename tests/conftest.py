@@ -7,10 +7,12 @@ reader call lands in a temporary folder removed at the end of the session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 _SESSION_TMP = tempfile.mkdtemp(prefix="densekit-tests-")
@@ -358,3 +360,42 @@ def searcher_dir(tmp_path_factory, scifact_slice) -> Path:
         {"passage_max_len": 128},
         (load_queries(scifact_slice / "queries.jsonl"), load_qrels(scifact_slice / "qrels.tsv")),
     )
+
+
+@contextlib.contextmanager
+def serving(folder: Path, *flags: str, timeout: float = 90) -> Iterator[str]:
+    """A real ``densekit serve folder`` on a free port of 127.0.0.1, stopped on exit; yields its
+    base URL once ``/health`` answers (the test fails if it does not within ``timeout``)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "densekit.commands.serve", str(folder), "--port", port, *flags]
+    log = open(Path(_SESSION_TMP) / f"serve-{port}.log", "w+")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"densekit serve did not come up: {log.read()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

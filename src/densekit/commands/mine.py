@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from densekit.atomic import atomic_open, check_target
 from densekit.commands import run_guarded
@@ -21,6 +22,9 @@ from densekit.errors import ConfigError, DataError
 from densekit.peer_apply import instruction_prefix
 from densekit.peer_flags import notice
 from densekit.retrieval import mine
+
+if TYPE_CHECKING:
+    from densekit.encoders import TextEncoder
 
 # FlagEmbedding hn_mine.py flags densekit has no use for: (flag, reason).
 _FLAG_IGNORED = {
@@ -116,8 +120,8 @@ def _from_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flag_encoder(args: argparse.Namespace):
-    from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+def _flag_encoder(args: argparse.Namespace) -> TextEncoder:
+    from densekit.encoders import EncoderSpec, load_encoder
 
     if not args.embedder_name_or_path:
         raise ConfigError("--input_file needs --embedder_name_or_path (the model that searches)")
@@ -131,16 +135,17 @@ def _flag_encoder(args: argparse.Namespace):
         args.query_instruction_for_retrieval,
     )
     pooling = _FLAG_CLASSES.get(args.embedder_model_class) or args.pooling_method
-    encoder = DenseEncoder.from_pretrained(
-        args.embedder_name_or_path,
-        pooling=pooling,
-        normalize=args.normalize_embeddings,
-        query_prefix=prefix or "",
-        passage_prefix="",
-        query_max_len=args.embedder_query_max_length,
-        passage_max_len=args.embedder_passage_max_length,
-    ).eval()
-    return encoder, load_tokenizer(args.embedder_name_or_path, encoder.settings.padding_side)
+    settings = {
+        "pooling": pooling,
+        "normalize": args.normalize_embeddings,
+        "query_prefix": prefix or "",
+        "passage_prefix": "",
+        "query_max_len": args.embedder_query_max_length,
+        "passage_max_len": args.embedder_passage_max_length,
+    }
+    return load_encoder(
+        EncoderSpec(args.embedder_name_or_path, precision="fp32", overrides=settings)
+    )
 
 
 def _flag_mode(args: argparse.Namespace) -> int:
@@ -157,8 +162,7 @@ def _flag_mode(args: argparse.Namespace) -> int:
         pool = mine.read_pool(args.candidate_pool)
     else:
         pool = list(dict.fromkeys(t for r in rows for t in r["pos"] + r.get("neg", [])))
-    encoder, tokenizer = _flag_encoder(args)
-    run = mine.flag_search(encoder, tokenizer, rows, pool, depth=window[1])
+    run = mine.flag_search(_flag_encoder(args), rows, pool, depth=window[1])
     mined = mine.mine_flag_rows(rows, pool, run, window, args.negative_number or 15, args.seed)
     with atomic_open(args.output_file, "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in mined)

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import numpy as np
-from tqdm.auto import tqdm
 
 from densekit.atomic import check_target
 from densekit.data.qrels import keep_judged, load_qrels
 from densekit.data.readers import load_corpus, load_queries
-from densekit.encoders.interface import Calibration, EncoderSpec, TextEncoder
+from densekit.encoders.interface import Calibration, EncoderSpec
 from densekit.encoders.registry import load_encoder
+from densekit.encoders.streaming import stream_table
 from densekit.errors import ConfigError
 from densekit.inference.backends.common import sample_rows
-from densekit.inference.encode import WINDOW_BATCHES, release_mapped_pages, truncate
+from densekit.inference.encode import truncate
 from densekit.retrieval.embeddings import META_FILE, read_meta, stream_embeddings
 
 logger = logging.getLogger("densekit.encode")
@@ -120,39 +118,6 @@ def calibration_sample(table: datasets.Dataset, is_query: bool, size: int) -> Ca
     """A fixed random sample of ``table``'s texts (int8 calibration)."""
     rows = table.select(sample_rows(len(table), size)).to_dict()
     return Calibration(rows["text"], None if is_query else rows["title"], is_query)
-
-
-def stream_table(
-    encoder: TextEncoder,
-    table: datasets.Dataset,
-    is_query: bool,
-    batch_size: int = 64,
-    progress: bool = True,
-) -> Iterator[tuple[list[str], np.ndarray]]:
-    """``(ids, vectors)`` per window of ``table`` rows, in table order, through ``encoder``.
-
-    Only the needed columns of one window are read from the memory-mapped Arrow data at a time.
-    """
-    id_column = "query_id" if is_query else "docid"
-    columns = [id_column, "text"] if is_query else [id_column, "title", "text"]
-    files = {entry["filename"] for entry in table.cache_files}
-    release_mapped_pages(files)
-    window = WINDOW_BATCHES * batch_size
-    bar = tqdm(
-        desc="queries" if is_query else "passages",
-        unit="text",
-        total=len(table),
-        disable=not progress,
-    )
-    with bar:
-        for part in table.select_columns(columns).iter(batch_size=window):
-            release_mapped_pages(files)
-            if is_query:
-                vectors = encoder.encode_queries(part["text"], batch_size=batch_size)
-            else:
-                vectors = encoder.encode_passages(part["text"], part["title"], batch_size)
-            bar.update(len(part[id_column]))
-            yield part[id_column], vectors
 
 
 def run_encode_job(job: EncodeJob, spec: EncoderSpec) -> Path:

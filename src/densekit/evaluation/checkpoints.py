@@ -13,6 +13,7 @@ from pathlib import Path
 
 import datasets
 
+from densekit.encoders.batched import BatchedTextEncoder
 from densekit.errors import ConfigError
 from densekit.evaluation.metrics import evaluate
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
@@ -77,7 +78,8 @@ def score_model(
     """Mean metrics of one (query model, passage model) pair on ``(corpus, queries, qrels)``."""
     corpus, queries, qrels = data
     encoder = load_towers(query_model, passage_model, **settings)
-    run = dense_run(encoder, load_tokenizer(str(query_model)), corpus, queries, depth, bf16)
+    tokenizer = load_tokenizer(str(query_model))
+    run = dense_run(BatchedTextEncoder(encoder, tokenizer, "torch", bf16), corpus, queries, depth)
     return evaluate(run, qrels, metrics)[1]
 
 

@@ -16,9 +16,10 @@ import torch.distributed as dist
 
 from densekit.data.qrels import keep_judged, load_qrels
 from densekit.data.readers import load_corpus, load_queries
+from densekit.encoders.batched import BatchedTextEncoder
+from densekit.encoders.streaming import encode_all
 from densekit.errors import ConfigError
 from densekit.evaluation.metrics import evaluate, parse_metrics
-from densekit.inference.encode import encode_table_in_memory
 from densekit.modeling.encoder import DenseEncoder
 from densekit.retrieval.index import build_index
 from densekit.retrieval.search import search_index
@@ -64,15 +65,8 @@ class ExactEvaluator:
     def _encode_shard(self, encoder, tokenizer, table, is_query: bool) -> tuple[list, np.ndarray]:
         world, rank = distributed.world_size(), distributed.rank()
         shard = table.shard(world, rank, contiguous=True) if world > 1 else table
-        return encode_table_in_memory(
-            encoder,
-            tokenizer,
-            shard,
-            is_query,
-            batch_size=self.batch_size,
-            bf16=self.bf16,
-            progress=False,
-        )
+        text_encoder = BatchedTextEncoder(encoder, tokenizer, "torch", self.bf16)
+        return encode_all(text_encoder, shard, is_query, self.batch_size, progress=False)
 
     def __call__(self, encoder: DenseEncoder, tokenizer) -> dict[str, float]:
         was_training = encoder.training

@@ -25,6 +25,7 @@ from transformers import TrainingArguments
 
 from densekit.atomic import atomic_open
 from densekit.data.runs import Run, ranked
+from densekit.encoders.batched import BatchedTextEncoder
 from densekit.errors import ConfigError
 from densekit.evaluation.metrics import evaluate
 from densekit.peer_flags import notice
@@ -119,9 +120,8 @@ class RetrievalEvaluator:
         )
         self.model.to(self.args.device).eval()
         with torch.no_grad(), self._lengths():
-            return dense_run(
-                self.model, self.tokenizer, dataset.corpus.table, queries, depth, self.args.bf16
-            )
+            encoder = BatchedTextEncoder(self.model, self.tokenizer, "torch", self.args.bf16)
+            return dense_run(encoder, dataset.corpus.table, queries, depth)
 
     def evaluate(self, eval_dataset=None) -> dict[str, dict[str, Any]]:
         """``{name: {"metrics": {...}, "logits": run or None}}`` per dataset, written to disk."""

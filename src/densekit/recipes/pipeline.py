@@ -21,9 +21,9 @@ import datasets
 from densekit.arguments import DataArguments, ModelArguments, RetrievalTrainingArguments
 from densekit.data.qrels import load_qrels
 from densekit.data.runs import Run
+from densekit.encoders import EncoderSpec, load_encoder
+from densekit.encoders.streaming import encode_all
 from densekit.evaluation.exact import ExactEvaluator
-from densekit.inference.encode import encode_table_in_memory
-from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.recipes.config import RecipeConfig
 from densekit.recipes.data import RecipeData, load_data
 from densekit.recipes.results import METRICS, Recorder, Results, describe_kept, write_results
@@ -65,15 +65,14 @@ class ModelIndex:
 
     def __init__(self, config: RecipeConfig, model: str, corpus: datasets.Dataset) -> None:
         self.config, self.model = config, model
-        self.encoder = DenseEncoder.from_pretrained(model, **encoder_lengths(config))
-        self.tokenizer = load_tokenizer(model)
-        self.doc_ids, self.index = index_corpus(self.encoder, self.tokenizer, corpus, _bf16(config))
+        precision = "bf16" if _bf16(config) else "fp32"
+        spec = EncoderSpec(model, precision=precision, overrides=encoder_lengths(config))
+        self.encoder = load_encoder(spec)
+        self.doc_ids, self.index = index_corpus(self.encoder, corpus)
 
     def run(self, queries: datasets.Dataset) -> Run:
         """The exact-search run of ``queries`` (the recipe's depth)."""
-        query_ids, vectors = encode_table_in_memory(
-            self.encoder, self.tokenizer, queries, is_query=True, bf16=_bf16(self.config)
-        )
+        query_ids, vectors = encode_all(self.encoder, queries, is_query=True)
         return search_index(query_ids, vectors, self.index, self.doc_ids, self.config.depth)
 
 

@@ -15,9 +15,13 @@ import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from densekit.encoders.interface import TextEncoder
 
 from densekit.atomic import atomic_open
 from densekit.data.runs import ranked
@@ -226,10 +230,10 @@ def read_pool(path: str | os.PathLike) -> list[str]:
 
 
 def flag_search(
-    encoder, tokenizer, rows: list[dict], pool: list[str], depth: int, bf16: bool = False
+    encoder: TextEncoder, rows: list[dict], pool: list[str], depth: int
 ) -> dict[str, dict[str, float]]:
     """Exact search of every row's query over ``pool``: run ``{row index: {pool index: score}}``."""
-    from densekit.retrieval.dense import dense_run
+    from densekit.retrieval.dense import dense_run  # torch and faiss only when mining encodes
 
     corpus = datasets.Dataset.from_dict(
         {"docid": [str(i) for i in range(len(pool))], "title": [""] * len(pool), "text": pool}
@@ -237,7 +241,7 @@ def flag_search(
     queries = datasets.Dataset.from_dict(
         {"query_id": [str(i) for i in range(len(rows))], "text": [r["query"] for r in rows]}
     )
-    return dense_run(encoder, tokenizer, corpus, queries, min(depth, len(pool)), bf16)
+    return dense_run(encoder, corpus, queries, min(depth, len(pool)))
 
 
 def mine_flag_rows(
