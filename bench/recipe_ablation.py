@@ -24,6 +24,7 @@ import datasets
 from _common import header
 
 from densekit.data.runs import Run, read_run, write_run
+from densekit.evaluation.fusion_tuning import tune_weights
 from densekit.evaluation.metrics import evaluate
 from densekit.recipes.config import RecipeConfig, add_flags
 from densekit.recipes.data import RecipeData, load_data
@@ -31,7 +32,7 @@ from densekit.recipes.pipeline import fine_tune, mine, mining_run, model_run
 from densekit.recipes.results import METRICS
 from densekit.resources import bundled_model_path
 from densekit.retrieval.bm25 import bm25_run
-from densekit.retrieval.fusion import fuse, tune_weights
+from densekit.retrieval.fusion import fuse
 
 
 def _variant(base: RecipeConfig, spec: str) -> tuple[RecipeConfig, bool]:

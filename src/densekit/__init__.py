@@ -43,7 +43,7 @@ _EXPORTS = {
     "TextFormat": "densekit.data.formatting",
     "MatryoshkaLoss": "densekit.modeling.losses",
     "fuse": "densekit.retrieval.fusion",
-    "tune_weights": "densekit.retrieval.fusion",
+    "tune_weights": "densekit.evaluation.fusion_tuning",
     "compare_runs": "densekit.evaluation.significance",
     "ExactEvaluator": "densekit.evaluation.exact",
     "evaluate": "densekit.evaluation.metrics",

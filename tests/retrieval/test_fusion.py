@@ -11,14 +11,8 @@ import math
 import pytest
 
 from densekit.errors import ConfigError, DataError
-from densekit.retrieval.fusion import (
-    fuse,
-    normalise_scores,
-    rrf,
-    simplex_grid,
-    tune_weights,
-    weighted,
-)
+from densekit.evaluation.fusion_tuning import simplex_grid, tune_weights
+from densekit.retrieval.fusion import fuse, normalise_scores, rrf, weighted
 
 A = {"q1": {"d1": 3.0, "d2": 2.0, "d3": 2.0, "d4": 1.0}, "q2": {"x1": 5.0, "x2": 1.0}}
 B = {"q1": {"d3": 0.75, "d5": 0.5, "d1": 0.25}, "q3": {"y1": 4.0, "y2": 2.0}}

@@ -16,7 +16,8 @@ from densekit.commands import run_guarded
 from densekit.data.qrels import load_qrels
 from densekit.data.runs import FORMATS, read_run, write_run
 from densekit.errors import ConfigError
-from densekit.retrieval.fusion import Fusion, check_options, fuse, tune_weights
+from densekit.evaluation.fusion_tuning import tune_weights
+from densekit.retrieval.fusion import Fusion, check_options, fuse
 
 
 def build_parser() -> argparse.ArgumentParser:

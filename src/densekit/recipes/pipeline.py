@@ -24,13 +24,14 @@ from densekit.data.runs import Run
 from densekit.encoders import EncoderSpec, load_encoder
 from densekit.encoders.streaming import encode_all
 from densekit.evaluation.exact import ExactEvaluator
+from densekit.evaluation.fusion_tuning import tune_weights
 from densekit.recipes.config import RecipeConfig
 from densekit.recipes.data import RecipeData, load_data
 from densekit.recipes.results import METRICS, Recorder, Results, describe_kept, write_results
 from densekit.resources import bundled_model_path
 from densekit.retrieval.bm25 import BM25Index
 from densekit.retrieval.dense import index_corpus
-from densekit.retrieval.fusion import fuse, tune_weights
+from densekit.retrieval.fusion import fuse
 from densekit.retrieval.mine import MineReport, mine_negatives, write_training_file
 from densekit.retrieval.search import search_index
 from densekit.search.folder import write_searcher_folder

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from densekit.data.runs import Run, ranked
 from densekit.errors import ConfigError, DataError
-from densekit.evaluation.metrics import evaluate, parse_metrics
 
 METHODS = ("rrf", "weighted")
 NORMALISATIONS = ("minmax", "zscore", "none")
@@ -38,21 +37,6 @@ class Fusion:
 
     run: Run
     missing: list[int]
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """The best weights found on dev qrels, their metric value, and every grid point tried."""
-
-    metric: str
-    weights: tuple[float, ...]
-    value: float
-    grid: list[dict] = field(repr=False)
-
-    def as_dict(self) -> dict:
-        """JSON-ready form (what ``densekit fuse --tuning_output`` writes)."""
-        best = {"weights": list(self.weights), "value": self.value}
-        return {"metric": self.metric, "best": best, "grid": self.grid}
 
 
 @dataclass(frozen=True)
@@ -102,7 +86,7 @@ def _check_weights(weights: Sequence[float], n_runs: int) -> None:
         raise ConfigError("weights are all zero; at least one run must count")
 
 
-def _check_depth(depth: int | None) -> None:
+def check_depth(depth: int | None) -> None:
     if depth is not None and depth < 1:
         raise ConfigError(f"depth must be positive, got {depth}")
 
@@ -145,7 +129,9 @@ def _queries(runs: Sequence[Run]) -> list[str]:
     return list(dict.fromkeys(qid for run in runs for qid, hits in run.items() if hits))
 
 
-def _tables(runs: Sequence[Run], method: str, k: float, normalize: str) -> Iterator[_Query]:
+def query_tables(
+    runs: Sequence[Run], method: str, k: float, normalize: str
+) -> Iterator[_Query]:
     """Each query's contribution table, one query at a time (memory stays one query's worth)."""
     for qid in _queries(runs):
         per_run = []
@@ -162,7 +148,7 @@ def _tables(runs: Sequence[Run], method: str, k: float, normalize: str) -> Itera
         yield _Query(qid, docs, np.array(columns, dtype=np.float64).T)
 
 
-def _rank(query: _Query, weights: np.ndarray, depth: int | None) -> dict[str, float]:
+def rank_query(query: _Query, weights: np.ndarray, depth: int | None) -> dict[str, float]:
     """Weighted sum per document (contributions sorted first, so equal sets tie exactly),
     ranked by score descending, equal scores by docid ascending, cut at ``depth``."""
     contributions = np.sort(query.values * weights, axis=1)
@@ -186,13 +172,14 @@ def fuse(
 ) -> Fusion:
     """Fuse ``runs`` by ``method`` (``rrf`` or ``weighted``); see :func:`rrf`, :func:`weighted`."""
     check_options(method, len(runs), k, weights, normalize)
-    _check_depth(depth)
+    check_depth(depth)
     if weights is not None:
         vector = np.asarray(weights, dtype=np.float64)
     else:  # rrf sums reciprocal ranks; weighted fusion's default is the simplex's centre
         vector = np.full(len(runs), 1.0 if method == "rrf" else 1.0 / len(runs))
     fused = {
-        query.qid: _rank(query, vector, depth) for query in _tables(runs, method, k, normalize)
+        query.qid: rank_query(query, vector, depth)
+        for query in query_tables(runs, method, k, normalize)
     }
     return Fusion(fused, _missing(runs, list(fused)))
 
@@ -216,54 +203,3 @@ def weighted(
     when none are given; given ones are used as they are). A document a run did not retrieve gets the run's lowest
     normalised score for the query (0 after ``minmax``)."""
     return fuse(runs, "weighted", weights=weights, normalize=normalize, depth=depth)
-
-
-def simplex_grid(n_runs: int, step: float = 0.1) -> list[tuple[float, ...]]:
-    """Every weight vector of ``n_runs`` multiples of ``step`` that sum to 1.
-
-    Ordered lexicographically (first run's weight ascending), which is also the tie order of
-    :func:`tune_weights`. ``step`` must divide 1 (0.1, 0.05, 0.25, ...).
-    """
-    if n_runs < 1:
-        raise ConfigError(f"the weight grid needs at least one run, got {n_runs}")
-    parts = round(1 / step) if math.isfinite(step) and 0 < step <= 1 else 0
-    if parts < 1 or not math.isclose(parts * step, 1.0, rel_tol=1e-9):
-        raise ConfigError(f"grid step must divide 1 (e.g. 0.1 or 0.05), got {step}")
-    counts: list[tuple[int, ...]] = [()]
-    for _ in range(n_runs - 1):
-        counts = [(*c, i) for c in counts for i in range(parts - sum(c) + 1)]
-    return [tuple(i / parts for i in (*c, parts - sum(c))) for c in counts]
-
-
-def tune_weights(
-    runs: Sequence[Run],
-    qrels: Mapping[str, Mapping[str, int]],
-    metric: str = "ndcg@10",
-    step: float = 0.1,
-    normalize: str = "minmax",
-    depth: int | None = None,
-) -> Tuning:
-    """Weighted-fusion weights that maximise ``metric`` on ``qrels`` over the simplex grid.
-
-    Each grid point's fused run (cut at ``depth``, as it would be written) is scored with
-    :func:`densekit.evaluation.metrics.evaluate`; equal values keep the earliest grid point.
-    """
-    names = parse_metrics(metric)
-    if len(names) != 1:
-        raise ConfigError(f"tuning optimises one metric, got {', '.join(names)}")
-    check_options("weighted", len(runs), normalize=normalize)
-    _check_depth(depth)
-    grid = simplex_grid(len(runs), step)
-    queries = [q for q in _tables(runs, "weighted", 0, normalize) if qrels.get(q.qid)]
-    if not queries:
-        raise ConfigError("no query of the runs is judged in the tuning qrels")
-    tried: list[dict] = []
-    best: tuple[tuple[float, ...], float] | None = None
-    for weights in grid:
-        vector = np.asarray(weights)
-        run = {query.qid: _rank(query, vector, depth) for query in queries}
-        value = evaluate(run, qrels, names)[1][names[0]]
-        tried.append({"weights": list(weights), "value": value})
-        if best is None or value > best[1]:
-            best = (weights, value)
-    return Tuning(names[0], best[0], best[1], tried)
