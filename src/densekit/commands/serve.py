@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="query encoder backend: torch (default), onnx, openvino, or a registered one",
     )
     p.add_argument("--quantize", choices=("int8",), default=None, help="int8 (onnx/openvino)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help="torch query encoding (default fp32: for one short query bf16 autocast costs more "
+        "than it saves)",
+    )
     p.add_argument("--export_dir", default=None, help="export cache (default: beside the model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -51,12 +58,18 @@ def _searchers(args: argparse.Namespace):
     from densekit.search.folder import assemble_searchers, load_searchers
 
     spec = EncoderSpec(
-        args.model or "", backend=args.backend, quantize=args.quantize, export_dir=args.export_dir
+        args.model or "",
+        backend=args.backend,
+        quantize=args.quantize,
+        export_dir=args.export_dir,
+        precision=args.precision,
     )
     if args.folder:
         if args.model or args.index or args.corpus:
             raise ConfigError("give a folder, or --model with --index and --corpus, not both")
-        return load_searchers(args.folder, args.backend, args.quantize, args.export_dir)
+        return load_searchers(
+            args.folder, args.backend, args.quantize, args.export_dir, args.precision
+        )
     if not (args.model and args.index and args.corpus):
         raise ConfigError("give a recipe output folder, or all of --model, --index and --corpus")
     check_backend(spec)

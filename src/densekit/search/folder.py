@@ -164,8 +164,13 @@ def load_searchers(
     backend: str = "torch",
     quantize: str | None = None,
     export_dir: str | None = None,
+    precision: str = "fp32",
 ) -> Searchers:
-    """Every searcher of a searcher folder (or of a recipe output holding ``searcher/``)."""
+    """Every searcher of a searcher folder (or of a recipe output holding ``searcher/``).
+
+    Queries are encoded in fp32 by default: one short query at a time, bf16 autocast costs more
+    (casting the weights on every call) than it saves.
+    """
     folder = find_manifest(path)
     manifest = _read_manifest(folder)
     spec = EncoderSpec(
@@ -173,6 +178,7 @@ def load_searchers(
         backend=backend,
         quantize=quantize,
         export_dir=export_dir,
+        precision=precision,
         overrides=dict(manifest.get("encoder_settings", {})),
     )
     hybrid = manifest["hybrid"]
