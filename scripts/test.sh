@@ -6,4 +6,5 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+bash scripts/setup_browser.sh
 .venv/bin/pytest -q "$@"
