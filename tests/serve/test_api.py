@@ -149,3 +149,16 @@ def test_concurrent_requests_share_encoder_calls(searchers):
     for query, answer in zip(queries, answers, strict=True):
         alone = searchers.get("hybrid").search(query, k=5)
         assert [h["docid"] for h in answer["hits"]] == [h.docid for h in alone]
+
+
+def test_an_int8_backend_serves_the_same_documents(searcher_dir, searchers, tmp_path):
+    """The ONNX Runtime int8 query encoder (exported into tmp_path, not beside the model)
+    behind the same app: the dense top 5 keeps most of torch fp32's documents."""
+    pytest.importorskip("onnxruntime")
+    int8 = load_searchers(searcher_dir, "onnx", "int8", export_dir=str(tmp_path / "export"))
+    assert int8.info["backend"] == "onnx-int8"
+    with TestClient(create_app(int8)) as test_client:
+        for query in ("vitamin D and bone density", "insulin resistance in obesity"):
+            body = test_client.get("/search", params={"q": query, "k": 5, "mode": "dense"}).json()
+            torch_top = {h.docid for h in searchers.get("dense").search(query, k=5)}
+            assert len(torch_top & {h["docid"] for h in body["hits"]}) >= 4
