@@ -14,12 +14,13 @@ from typing import Any
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from densekit import peer_apply, precision
+from densekit import precision
+from densekit.compat import apply as peer_apply
+from densekit.compat.flags import check, find
 from densekit.config_files import coerce_numbers, read_mapping
 from densekit.errors import ConfigError
 from densekit.hardware import hardware_problems
 from densekit.modeling.config import pooling_name
-from densekit.peer_flags import check, find
 from densekit.resources import bundled_model_path
 
 
@@ -60,7 +61,9 @@ class ModelArguments:
     projection_in_dim: int | None = field(default=None, metadata={"help": "pooler input size"})
     projection_out_dim: int | None = field(default=None, metadata={"help": "pooler output size"})
     untie_encoder: bool = field(default=False, metadata={"help": "separate query/passage towers"})
-    encoder_class: str = field(default="default", metadata={"help": "Trove name; only default"})
+    encoder_class: str = field(
+        default="default", metadata={"help": "Trove: a DefaultEncoder subclass's name or _alias"}
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "refused if a model needs it"})
     use_peft: bool = field(default=False, metadata={"help": "Trove name of --lora"})
     temperature_learnable: bool = field(default=False, metadata={"help": "Trove; ignored"})
@@ -109,8 +112,7 @@ class ModelArguments:
             self.pooling = pooling_name(self.pooling)
         if isinstance(self.lora_target_modules, list):  # Trove writes them space-separated
             self.lora_target_modules = ",".join(self.lora_target_modules)
-        for name in ("encoder_class", "temperature_learnable"):
-            check(find(name, "train"), getattr(self, name))
+        check(find("temperature_learnable", "train"), self.temperature_learnable)
         if self.trust_remote_code:
             _check_remote_code(self.model_name_or_path)
         if self.use_flash_attention:

@@ -48,14 +48,6 @@ def test_converted_pickles_search_to_densekits_own_run(tiny_model, tmp_path):
     assert read_run(run) == read_run(own)
 
 
-def test_search_given_a_pickle_says_to_convert(tmp_path, capsys):
-    _tevatron_pickle(tmp_path / "q.pkl", ["q1"], np.ones((1, 4), np.float32))
-    argv = ["search", "--query_reps", str(tmp_path / "q.pkl"), "--passage_reps", str(tmp_path)]
-    assert cli([*argv, "--save_ranking_to", str(tmp_path / "r.trec")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "densekit convert" in err[0] and "q.pkl" in err[0]
-
-
 class _RunsAShellCommand:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from conftest import make_beir, write_jsonl
 
-from densekit import peer_flags
 from densekit.commands import main as cli
+from densekit.compat import flags as peer_flags
 from densekit.data.runs import write_run
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 
@@ -62,6 +62,27 @@ def test_flagembedding_hn_mine_line(tiny_model, tmp_path, capsys):
         window = [t for t in order[2:200] if t not in row["pos"] and t != row["query"]]
         assert set(got["neg"]) <= set(window)
         assert not set(got["neg"]) & set(order[:2]) - set(window)
+
+
+def test_flagembedding_v1_hn_mine_line_mines_the_same(tiny_model, tmp_path):
+    """v1's ``baai_general_embedding/finetune/hn_mine.py`` names the model --model_name_or_path."""
+    source = write_jsonl(tmp_path / "toy_finetune_data.jsonl", _rows())
+    common = f"--input_file {source} --range_for_sampling 2-200 --negative_number 15 --use_gpu_for_searching"  # fmt: skip
+    v1, current = tmp_path / "v1.jsonl", tmp_path / "current.jsonl"
+    line = f"{common} --output_file {v1} --model_name_or_path {tiny_model}"
+    assert cli(["mine", *shlex.split(line)]) == 0
+    line = f"{common} --output_file {current} --embedder_name_or_path {tiny_model}"
+    assert cli(["mine", *shlex.split(line)]) == 0
+    assert v1.read_text() == current.read_text()
+
+
+def test_flagembedding_model_classes(tiny_model, tmp_path, capsys):
+    source = write_jsonl(tmp_path / "rows.jsonl", _rows())
+    line = f"--input_file {source} --output_file {tmp_path / 'o.jsonl'} --embedder_name_or_path {tiny_model}"  # fmt: skip
+    assert cli(["mine", *shlex.split(line), "--embedder_model_class", "decoder-only-icl"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "in-context examples" in err[0]
+    assert cli(["mine", *shlex.split(line), "--embedder_model_class", "encoder-only-m3"]) == 0
 
 
 def test_run_mining_writes_flagembedding_rows(tmp_path):

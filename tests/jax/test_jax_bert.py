@@ -149,15 +149,40 @@ def test_unsupported_model_is_one_line(jax_cpu, tiny_decoder):
         JaxEncoder.from_pretrained(tiny_decoder("llama"))
 
 
-def test_dense_activation_is_refused_in_one_line(jax_cpu, tiny_model, tmp_path):
+def _st_dense_folder(tiny_model: str, folder, activation=None) -> str:
+    """The tiny BERT as sentence-transformers writes it: mean Pooling, a 32 -> 16 Dense
+    (``None``: ST's default activation, Tanh), Normalize (as tests/modeling/test_folder_kinds)."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Dense, Pooling, Transformer
-
-    from densekit.errors import ConfigError
-    from densekit.jax.encoder import JaxEncoder
+    from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
 
     transformer = Transformer(tiny_model)
-    modules = [transformer, Pooling(32, "mean"), Dense(32, 16)]  # ST's default: Tanh
-    SentenceTransformer(modules=modules, device="cpu").save(str(tmp_path / "st"))
-    with pytest.raises(ConfigError, match=r"applies no activation after the projection \(Tanh\)"):
-        JaxEncoder.from_pretrained(str(tmp_path / "st"))
+    torch.manual_seed(5)
+    dense = Dense(32, 16) if activation is None else Dense(32, 16, activation_function=activation)
+    modules = [transformer, Pooling(32, "mean"), dense, Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder))
+    return str(folder)
+
+
+def _assert_rel_close(got: np.ndarray, expected: np.ndarray) -> None:
+    """Relative to the vectors' magnitude (XLA's and torch's CPU kernels differ in last bits)."""
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(
+    "activation", [None, torch.nn.GELU(), torch.nn.ReLU()], ids=["tanh", "gelu", "relu"]
+)
+def test_dense_activation_vectors_match_torch(jax_cpu, tiny_model, tmp_path, activation):
+    path = _st_dense_folder(tiny_model, tmp_path / "st", activation)
+    expected, got, encoder = _both(path, TEXTS, False)
+    name = "Tanh" if activation is None else type(activation).__name__
+    assert encoder.head.projection_activation == encoder.settings.projection_activation == name
+    assert got.shape == expected.shape == (len(TEXTS), 16)
+    _assert_rel_close(got, expected)
+
+
+def test_unknown_dense_activation_is_one_line(jax_cpu):
+    from densekit.errors import ConfigError
+    from densekit.jax.bert import Head
+
+    with pytest.raises(ConfigError, match="projection activation Softmax has no JAX counterpart"):
+        Head("mean", True, "Softmax")

@@ -10,7 +10,8 @@ import argparse
 
 import torch
 
-from densekit import peer_apply
+from densekit.arguments import build_parser as train_parser
+from densekit.compat import apply as peer_apply
 from densekit.encoders import EncoderSpec
 from densekit.encoders.job import EncodeJob
 from densekit.errors import ConfigError
@@ -71,7 +72,7 @@ def build_parser(prog: str, description: str, backends: list[str]) -> argparse.A
     )
     p.add_argument("--quantize", choices=("int8",), default=None, help="int8 (onnx/openvino)")
     p.add_argument("--export_dir", default=None, help="export cache (default: beside the model)")
-    peer_apply.add_to_parser(p, "encode")  # Tevatron/FlagEmbedding names; unused ones reported
+    peer_apply.add_to_parser(p, "encode", train_parser())  # peer names; unused ones reported
     return p
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from densekit.atomic import META_FILE, WRITER, atomic_path, check_target
 from densekit.commands import run_guarded
+from densekit.compat.tevatron_pickle import is_pickle, load_tevatron_pickle
 from densekit.errors import ConfigError, DataError
 from densekit.retrieval.embeddings import save_embeddings
-from densekit.retrieval.tevatron_pickle import is_pickle, load_tevatron_pickle
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +59,19 @@ def _convert_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_vectors(path: str, ids: list[str], reps) -> None:
+    """Refuse a pickle with no vectors, or a vector holding NaN or infinity (search would
+    rank it anywhere without a word)."""
+    import numpy as np
+
+    if reps.shape[0] == 0 or reps.shape[1] == 0:
+        raise DataError(path, f"holds no embeddings (shape {tuple(reps.shape)})")
+    finite = np.isfinite(reps).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise DataError(path, f"record {row + 1} (id {ids[row]!r}) has a NaN or infinite value")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.input.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
@@ -66,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     files = _inputs(args.input)
     check_target(args.output, folder=True, overwrite=args.overwrite)
     loaded = [load_tevatron_pickle(path) for path in files]  # all checked before writing
+    for path, (ids, reps) in zip(files, loaded, strict=True):
+        _check_vectors(path, ids, reps)
     metas = [
         {"is_query": args.encode_is_query, "source": str(Path(path).resolve())} for path in files
     ]

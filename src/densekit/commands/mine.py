@@ -1,8 +1,9 @@
 """``densekit mine``: hard negatives into a training file (Tevatron's or FlagEmbedding's form).
 
 From a run and qrels (``--run --qrels --corpus --queries --output``), or as FlagEmbedding's
-``hn_mine.py`` (``--input_file --output_file --embedder_name_or_path``, optional
-``--candidate_pool``): its rows are searched with the model and get new ``neg`` lists.
+``hn_mine.py`` (``--input_file --output_file --embedder_name_or_path``, v1: ``--model_name_or_path``,
+optional ``--candidate_pool``): its rows are searched with the model and get new ``neg`` lists.
+Its flags densekit has no use for are in the peer flag table (:mod:`densekit.compat.flags`).
 """
 
 from __future__ import annotations
@@ -15,26 +16,26 @@ from typing import TYPE_CHECKING
 
 from densekit.atomic import atomic_open, check_target
 from densekit.commands import run_guarded
+from densekit.compat import apply as peer_apply
+from densekit.compat.apply import instruction_prefix
+from densekit.compat.flags import notice
 from densekit.data.qrels import load_qrels
 from densekit.data.readers import load_corpus, load_queries
 from densekit.data.runs import read_run
 from densekit.errors import ConfigError, DataError
-from densekit.peer_apply import instruction_prefix
-from densekit.peer_flags import notice
 from densekit.retrieval import mine
 
 if TYPE_CHECKING:
     from densekit.encoders import TextEncoder
 
-# FlagEmbedding hn_mine.py flags densekit has no use for: (flag, reason).
-_FLAG_IGNORED = {
-    "use_gpu_for_searching": "densekit searches exactly on the CPU",
-    "search_batch_size": "FAISS searches all queries at once here",
-    "use_fp16": "vectors are computed in float32",
-    "devices": "one device, chosen automatically",
-    "cache_dir": "models are local folders",
+# embedder_model_class -> pooling (None: --pooling_method); BGE-M3's dense vector is the CLS.
+# decoder-only-icl is refused by the peer flag table (in-context examples).
+_FLAG_CLASSES = {
+    "encoder-only-base": None,
+    "encoder-only-m3": "cls",
+    "decoder-only-base": "last",
+    "decoder-only-icl": None,
 }
-_FLAG_CLASSES = {"encoder-only-base": None, "decoder-only-base": "last"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--trust_remote_code", type=_bool, default=False)
     fe.add_argument("--examples_for_task", help="decoder-only-icl only: refused")
     fe.add_argument("--examples_instruction_format", default="{}{}")
-    for name in _FLAG_IGNORED:
-        fe.add_argument(f"--{name}", nargs="?", const=True, default=None, help="ignored")
+    peer_apply.add_to_parser(p, "mine")  # v1's --model_name_or_path; unused flags reported
     return p
 
 
@@ -84,11 +84,21 @@ def _bool(text: str) -> bool:
     return string_to_bool(text)
 
 
+def _negatives(args: argparse.Namespace, default: int) -> int:
+    """``--negative_number``, ``default`` when not given; 0 or less is refused, not defaulted."""
+    if args.negative_number is None:
+        return default
+    if args.negative_number < 1:
+        raise ConfigError(f"--negative_number must be positive, got {args.negative_number}")
+    return args.negative_number
+
+
 def _from_run(args: argparse.Namespace) -> int:
     missing = [f"--{n}" for n in ("run", "qrels", "corpus", "queries", "output") if not getattr(args, n)]  # fmt: skip
     if missing:
         raise ConfigError(f"missing {', '.join(missing)} (or give FlagEmbedding's --input_file)")
     check_target(args.output, folder=False)
+    _negatives(args, 30)
     qrels = load_qrels(args.qrels)
     run = read_run(args.run)
     if not any(qid in qrels for qid in run):
@@ -98,7 +108,7 @@ def _from_run(args: argparse.Namespace) -> int:
         qrels,
         range_min=args.range_min,
         range_max=args.range_max,
-        negative_number=args.negative_number or 30,
+        negative_number=_negatives(args, 30),
         perc_pos=args.perc_pos if args.perc_pos > 0 else None,
         seed=args.seed,
         sample=args.sample,
@@ -125,8 +135,6 @@ def _flag_encoder(args: argparse.Namespace) -> TextEncoder:
 
     if not args.embedder_name_or_path:
         raise ConfigError("--input_file needs --embedder_name_or_path (the model that searches)")
-    if args.examples_for_task:
-        raise ConfigError("--examples_for_task: in-context examples (decoder-only-icl) are not supported")  # fmt: skip
     if args.trust_remote_code:
         notice("--trust_remote_code True is ignored: densekit runs no model code of its own")
     prefix = instruction_prefix(
@@ -152,10 +160,8 @@ def _flag_mode(args: argparse.Namespace) -> int:
     """FlagEmbedding's hn_mine.py: rows in, the same rows with mined ``neg`` out."""
     if not args.output_file:
         raise ConfigError("--input_file needs --output_file")
-    for name, reason in _FLAG_IGNORED.items():
-        if getattr(args, name) is not None:
-            notice(f"--{name} {getattr(args, name)} is ignored: {reason}")
     check_target(args.output_file, folder=False)
+    _negatives(args, 15)
     window = mine.parse_range(args.range_for_sampling)
     rows = mine.read_flag_rows(args.input_file)
     if args.candidate_pool:
@@ -163,16 +169,17 @@ def _flag_mode(args: argparse.Namespace) -> int:
     else:
         pool = list(dict.fromkeys(t for r in rows for t in r["pos"] + r.get("neg", [])))
     run = mine.flag_search(_flag_encoder(args), rows, pool, depth=window[1])
-    mined = mine.mine_flag_rows(rows, pool, run, window, args.negative_number or 15, args.seed)
+    mined = mine.mine_flag_rows(rows, pool, run, window, _negatives(args, 15), args.seed)
     with atomic_open(args.output_file, "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in mined)
-    short = sum(len(r["neg"]) < (args.negative_number or 15) for r in mined)
+    short = sum(len(r["neg"]) < _negatives(args, 15) for r in mined)
     print(f"densekit mine: {len(mined)} rows to {args.output_file} ({short} short of negatives)")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    peer_apply.apply_mine(args)
     return _flag_mode(args) if args.input_file else _from_run(args)
 
 

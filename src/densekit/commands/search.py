@@ -2,7 +2,9 @@
 
 By default every passage shard goes into one index; ``--shard_by_shard`` indexes and searches
 one shard at a time and merges the per-shard top-k. Queries are searched a batch at a time and
-the run written as it goes (under a temporary name, renamed when complete).
+the run written as it goes (under a temporary name, renamed when complete). Tevatron's pickled
+embeddings (``--query_reps query_emb.pkl --passage_reps 'corpus_emb.*.pkl'``) are read as they
+are, by a restricted reader that runs nothing in the file.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import argparse
 import sys
 from collections.abc import Iterator
 
-from densekit import peer_apply
 from densekit.atomic import check_target
 from densekit.commands import run_guarded
+from densekit.compat import apply as peer_apply
+from densekit.compat.tevatron_pickle import load_reps, shard_specs
 from densekit.data.runs import FORMATS, write_run
 from densekit.errors import ConfigError
-from densekit.retrieval.embeddings import embedding_shards, load_embeddings
 from densekit.retrieval.index import (
     PRESETS,
     build_planned,
@@ -31,10 +33,13 @@ from densekit.retrieval.search import check_dims, iter_search_index, iter_search
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="densekit search", description=__doc__.splitlines()[0])
-    parser.add_argument("--query_reps", required=True, help="query embedding folder")
+    parser.add_argument(
+        "--query_reps", required=True, help="query embedding folder (or Tevatron pickle)"
+    )
     parser.add_argument(
         "--passage_reps",
-        help="passage embedding folder, folder of shard-* folders, or a quoted glob of folders",
+        help="passage embedding folder, folder of shard-* folders, or a quoted glob of folders "
+        "(or of Tevatron pickles)",
     )
     parser.add_argument("--depth", type=int, default=100)
     parser.add_argument(
@@ -102,7 +107,7 @@ def _one_index_run(
         check_dims(index.d, query_reps, args.load_index)
         set_search_params(index, args.search_params)
     else:
-        doc_ids, passage_reps = load_embeddings(args.passage_reps)
+        doc_ids, passage_reps = load_reps(args.passage_reps)
         check_dims(passage_reps.shape[1], query_reps, args.passage_reps)
         index = build_planned(
             passage_reps, args.index_preset, args.index_factory, args.search_params
@@ -124,12 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     peer_apply.apply_search(args)
     _check(args)
-    query_ids, query_reps = load_embeddings(args.query_reps)
-    if args.shard_by_shard:
+    query_ids, query_reps = load_reps(args.query_reps)
+    if not args.shard_by_shard:
+        run = _one_index_run(args, query_ids, query_reps)
+        write_run(args.save_ranking_to, run, tag=args.run_tag, fmt=args.ranking_format)
+        return 0
+    with shard_specs(args.passage_reps) as shards:
         run = iter_search_shards(
             query_ids,
             query_reps,
-            embedding_shards(args.passage_reps),
+            shards,
             args.depth,
             args.index_preset,
             args.index_factory,
@@ -137,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             args.remove_query_from_results,
             args.search_params,
         )
-    else:
-        run = _one_index_run(args, query_ids, query_reps)
-    write_run(args.save_ranking_to, run, tag=args.run_tag, fmt=args.ranking_format)
+        write_run(args.save_ranking_to, run, tag=args.run_tag, fmt=args.ranking_format)
     return 0
 
 

@@ -24,11 +24,11 @@ import torch
 from transformers import TrainingArguments
 
 from densekit.atomic import atomic_open
+from densekit.compat.flags import notice
 from densekit.data.runs import Run, ranked
 from densekit.encoders.batched import BatchedTextEncoder
 from densekit.errors import ConfigError
 from densekit.evaluation.metrics import evaluate
-from densekit.peer_flags import notice
 from densekit.retrieval.dense import dense_run
 
 logger = logging.getLogger(__name__)

@@ -151,12 +151,51 @@ class BertEncoder(nn.Module):
         return x
 
 
+def _softplus(x: jax.Array) -> jax.Array:
+    """torch's ``Softplus()``: ``log(1 + e^x)``, linear above 20."""
+    return jnp.where(x > 20, x, jax.nn.softplus(x))
+
+
+# torch.nn activations (built with no arguments, as sentence-transformers' Dense does) in jnp.
+ACTIVATIONS: dict[str, Any] = {
+    "Tanh": jnp.tanh,
+    "ReLU": jax.nn.relu,
+    "Sigmoid": jax.nn.sigmoid,
+    "GELU": partial(jax.nn.gelu, approximate=False),
+    "SiLU": jax.nn.silu,
+    "ELU": jax.nn.elu,
+    "CELU": jax.nn.celu,
+    "SELU": jax.nn.selu,
+    "LeakyReLU": partial(jax.nn.leaky_relu, negative_slope=0.01),
+    "ReLU6": jax.nn.relu6,
+    "Hardtanh": lambda x: jnp.clip(x, -1.0, 1.0),
+    "Hardsigmoid": jax.nn.hard_sigmoid,
+    "Hardswish": jax.nn.hard_swish,
+    "Softplus": _softplus,
+    "Softsign": jax.nn.soft_sign,
+    "LogSigmoid": jax.nn.log_sigmoid,
+    "Tanhshrink": lambda x: x - jnp.tanh(x),
+    "Mish": lambda x: x * jnp.tanh(_softplus(x)),
+    "GLU": partial(jax.nn.glu, axis=-1),
+}
+
+
 @dataclass(frozen=True)
 class Head:
-    """What turns token states into the vector: pooling, optional projection, normalization."""
+    """What turns token states into the vector: pooling, optional projection (and the
+    activation after it, a ``torch.nn`` class name as in ``EncoderConfig``), normalization."""
 
     pooling: str = "cls"
     normalize: bool = False
+    projection_activation: str | None = None
+
+    def __post_init__(self) -> None:
+        name = self.projection_activation
+        if name is not None and name not in ACTIVATIONS:
+            raise ConfigError(
+                f"projection activation {name} has no JAX counterpart here (known: "
+                f"{', '.join(ACTIVATIONS)}); encode this model with the torch backend"
+            )
 
 
 def pool(hidden: jax.Array, mask: jax.Array, mode: str) -> jax.Array:
@@ -197,6 +236,8 @@ def represent(
     reps = pool(hidden, mask, head.pooling)
     if projection is not None:
         reps = reps @ projection["kernel"] + projection["bias"]
+        if head.projection_activation is not None:
+            reps = ACTIVATIONS[head.projection_activation](reps)
     if head.normalize:
         reps = reps / jnp.maximum(jnp.linalg.norm(reps, axis=-1, keepdims=True), 1e-12)
     return reps

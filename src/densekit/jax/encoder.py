@@ -93,7 +93,7 @@ class JaxEncoder:
         self.towers = towers
         self.params = params
         self.model = BertEncoder(towers["query"].spec, dtype, remat)
-        self.head = Head(settings.pooling, settings.normalize)
+        self.head = Head(settings.pooling, settings.normalize, settings.projection_activation)
         self.placement = DataParallel(jax.local_devices())
         self._jit = jax.jit(partial(encode_fn, self.model, self.head), static_argnums=(2,))
         self._placed: tuple[int, Any] | None = None
@@ -123,11 +123,7 @@ class JaxEncoder:
                 f"{path} is a LoRA adapter: run `densekit merge-lora` first for the JAX path"
             )
         settings = resolve_config(folder, **given)
-        if settings.projection_activation is not None:
-            raise ConfigError(
-                f"{path}: the JAX encoder applies no activation after the projection "
-                f"({settings.projection_activation}); encode this model with the torch backend"
-            )
+        Head(settings.pooling, settings.normalize, settings.projection_activation)  # checked
         towers = {"query": read_tower(folder.towers[0])}
         params: dict[str, Any] = {"query": towers["query"].params}
         if settings.untie_encoder:  # saved untied towers, or one tower to start both from

@@ -88,8 +88,12 @@ class BiEncoderRetriever(DenseEncoder):
     It lives here, beside ``build_encoder``, so the encoder module never depends on the
     factory; the argument objects map themselves to keyword arguments (``encoder_kwargs``).
     As in Trove, the model carries the loss its arguments name (``default_loss``), which a
-    ``RetrievalTrainer`` given no ``loss_fn`` uses.
+    ``RetrievalTrainer`` given no ``loss_fn`` uses, and ``encoder_class`` picks a subclass by its
+    class name or ``_alias`` (Trove's ``DefaultEncoder`` subclasses, e.g. one that formats
+    queries with task instructions).
     """
+
+    _alias: str | None = None
 
     @classmethod
     def from_model_args(
@@ -98,7 +102,27 @@ class BiEncoderRetriever(DenseEncoder):
         """``training_args`` is accepted for Trove's signature (precision and devices are the
         trainer's business here)."""
         model_args = model_args if model_args is not None else args
-        encoder = build_encoder(**model_args.encoder_kwargs(data_args), encoder_class=cls)
+        encoder_class = cls.named(getattr(model_args, "encoder_class", None))
+        encoder = build_encoder(**model_args.encoder_kwargs(data_args), encoder_class=encoder_class)
         # Not a submodule: the loss has no weights to save and must not enter state dicts.
         object.__setattr__(encoder, "default_loss", loss_from_args(model_args, encoder.settings))
         return encoder
+
+    @classmethod
+    def named(cls, name: str | None) -> type[BiEncoderRetriever]:
+        """Trove's ``--encoder_class``: this class for ``default`` (or none), else the subclass
+        whose class name or ``_alias`` is ``name``."""
+        if name is None or name.lower() in ("default", "none"):
+            return cls
+        found, todo = [], [cls]
+        while todo:  # breadth first, in definition order: the latest definition wins
+            klass = todo.pop(0)
+            if name in (klass.__name__, klass.__dict__.get("_alias")):
+                found.append(klass)
+            todo.extend(klass.__subclasses__())
+        if not found:
+            raise ConfigError(
+                f"--encoder_class {name}: no such encoder; define a subclass of DefaultEncoder "
+                f"with _alias = {name!r} before building the model"
+            )
+        return found[-1]

@@ -1,5 +1,7 @@
 """Trove's example scripts (examples/*.py of BatsResearch/trove) run against densekit with only
-the import line changed: ``from trove import (...)`` -> ``from densekit import (...)``.
+the import line changed: ``from trove import (...)`` -> ``from densekit import (...)``; an import
+of a Trove module path (``trove.modeling.encoder_default``) changes ``trove`` to
+``densekit.compat.trove`` (train_with_task_instructions.py, run with both forms below).
 
 The scripts below follow Trove's examples call for call (arguments parsed by HfArgumentParser
 into the three argument classes, BiEncoderRetriever.from_model_args, MaterializedQRelConfig,
@@ -218,6 +220,109 @@ if __name__ == "__main__":
 """
 )
 
+TASK_INSTRUCTIONS_HEAD = """
+from typing import Dict, Optional
+
+from transformers import AutoTokenizer, HfArgumentParser
+
+from {package} import (
+    BiEncoderRetriever,
+    BinaryDataset,
+    DataArguments,
+    MaterializedQRelConfig,
+    ModelArguments,
+    RetrievalCollator,
+    RetrievalTrainer,
+    RetrievalTrainingArguments,
+)
+from densekit.compat.trove.modeling.encoder_default import DefaultEncoder
+"""
+
+# examples/train_with_task_instructions.py, its instruction table cut to the names used.
+TRAIN_WITH_TASK_INSTRUCTIONS = """
+
+def create_task_to_instruct_mapping() -> Dict[str, str]:
+    task_name_to_instruct: Dict[str, str] = {{
+        "MSMARCO": "Given a web search query, retrieve relevant passages that answer the query",
+        "SciFact": "Given a scientific claim, retrieve documents that support or refute the claim",
+    }}
+    task_name_to_instruct.update({{k.lower(): v for k, v in task_name_to_instruct.items()}})
+    return task_name_to_instruct
+
+
+class EncoderWithTaskInstructions(DefaultEncoder):
+    _alias = "encoder_with_task_instructs"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.task2instruct_mapping = create_task_to_instruct_mapping()
+
+    def get_task_instruction(self, task_name: str) -> str:
+        task_name = task_name.lower().replace("_", "-")
+        if task_name.startswith("cqadupstack"):
+            task_name = "cqadupstack"
+        ins = self.task2instruct_mapping[task_name]
+        ins = ins.strip()
+        return ins
+
+    def format_query(self, text: str, dataset: str, **kwargs) -> str:
+        task_description = self.get_task_instruction(task_name=dataset)
+        query_fmt = f"Instruct: {{task_description}}\\nQuery: {{text.strip()}}"
+        return query_fmt
+
+    def format_passage(self, text: str, title: Optional[str] = None, **kwargs) -> str:
+        if title is not None:
+            text = f"{{title.strip()}} {{text.strip()}}"
+        text = text.strip()
+        return text
+
+
+def main():
+    parser = HfArgumentParser((RetrievalTrainingArguments, ModelArguments, DataArguments))
+    train_args, model_args, data_args = parser.parse_args_into_dataclasses()
+    with train_args.main_process_first():
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token_id = tokenizer.eos_token_id
+    tokenizer.padding_side = "right"
+    model = BiEncoderRetriever.from_model_args(args=model_args, training_args=train_args)
+    data_args.dataset_name = "msmarco"
+    files = dict(qrel_path="{mined}", corpus_path="{corpus}", query_path="{queries}")
+    with train_args.main_process_first():
+        pos_conf = MaterializedQRelConfig(min_score=1, **files)
+        neg_conf = MaterializedQRelConfig(max_score=1, **files)
+        dataset = BinaryDataset(
+            data_args=data_args, positive_configs=[pos_conf], negative_configs=[neg_conf],
+            format_query=model.format_query, format_passage=model.format_passage, num_proc=8,
+        )
+    data_collator = RetrievalCollator(
+        data_args=data_args, tokenizer=tokenizer, append_eos=model.append_eos_token,
+    )
+    trainer = RetrievalTrainer(
+        args=train_args, model=model, tokenizer=tokenizer, data_collator=data_collator,
+        train_dataset=dataset,
+    )
+    Path("{out}").write_text(type(model).__name__ + "\\t" + dataset[0]["query"])
+    trainer.train()
+    trainer.save_model()
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+    main()
+"""
+# examples/README.md's line for it: model swapped (a tiny Llama), deepspeed dropped, steps small.
+TASK_LINE = """--output_dir {out} --model_name_or_path {model}
+--encoder_class 'encoder_with_task_instructs' --pooling 'last_token' --normalize 'yes'
+--use_peft 'true' --lora_target_modules q_proj,k_proj,v_proj,o_proj,down_proj,up_proj,gate_proj
+--loss 'infonce' --temperature '1.0' --trust_remote_code 'true' --group_size 4
+--query_max_len 32 --passage_max_len 64 --report_to 'none' --save_strategy 'epoch'
+--per_device_train_batch_size 4 --learning_rate '1e-5' --max_steps 2 --logging_steps 1
+--warmup_ratio '0.05' --dataloader_num_workers 0 --save_only_model true
+--trove_logging_mode 'local_main'"""
+
 # Trove's README lines: deepspeed dropped, model swapped, batch/steps small, wandb -> none.
 TRAIN_LINE = """--output_dir {out} --model_name_or_path {model} --encoder_class 'default'
 --pooling 'mean' --normalize 'no' --loss '{loss}' --temperature '1.0' --trust_remote_code 'true'
@@ -357,3 +462,37 @@ def test_inference_evaluate_and_mine(data, tiny_model, tmp_path, monkeypatch):
             d for d, _ in sorted(hand[qid].items(), key=lambda x: -x[1]) if d not in train[qid]
         ]
         assert docs == order[:15]
+
+
+@pytest.mark.parametrize("package", ["densekit", "densekit.compat.trove"])
+def test_train_with_task_instructions(data, tiny_decoder, tmp_path, monkeypatch, package):
+    out = tmp_path / "model_output"
+    line = TASK_LINE.format(out=out, model=tiny_decoder("llama"))
+    script = TASK_INSTRUCTIONS_HEAD.format(package=package) + TRAIN_WITH_TASK_INSTRUCTIONS
+    _run(script, data, line, tmp_path, monkeypatch)
+    name, query = (tmp_path / "out.txt").read_text().split("\t")
+    assert name == "EncoderWithTaskInstructions"
+    instruction = "Given a web search query, retrieve relevant passages that answer the query"
+    assert query.startswith(f"Instruct: {instruction}\nQuery: ")
+    assert (out / "adapter_config.json").is_file() or (out / "densekit_config.json").is_file()
+
+
+def test_every_module_path_trove_examples_import_exists():
+    """``trove`` -> ``densekit.compat.trove`` in every import line of Trove's examples/*.py."""
+    import importlib
+
+    from densekit.compat import trove
+
+    modeling = importlib.import_module("densekit.compat.trove.modeling.encoder_default")
+    assert issubclass(modeling.DefaultEncoder, trove.BiEncoderRetriever)
+    for name in trove.NAMES:  # every name the examples import from trove
+        assert getattr(trove, name) is getattr(importlib.import_module("densekit"), name)
+
+
+def test_unknown_encoder_class_is_one_line(tiny_model):
+    from densekit import BiEncoderRetriever, ModelArguments
+    from densekit.errors import ConfigError
+
+    args = ModelArguments(model_name_or_path=tiny_model, encoder_class="no_such_encoder")
+    with pytest.raises(ConfigError, match="--encoder_class no_such_encoder: no such encoder"):
+        BiEncoderRetriever.from_model_args(args=args)

@@ -1,9 +1,14 @@
-"""Puts the peer flags of :mod:`densekit.peer_flags` on densekit's parsers and applies them.
+"""Puts the peer flags of :mod:`densekit.compat.flags` on densekit's parsers and applies them.
 
 ``add_to_parser`` gives a parser every peer flag of its command that it lacks (value ``None``
-means "not given"); ``translate_train`` (train) and ``apply_encode``/``apply_search`` map the
-given ones to densekit's settings, report ignored ones once and stop on refused ones. A peer
-recognised from its distinctive flags gets its own defaults where they differ from densekit's.
+means "not given"); ``translate_train`` (train) and ``apply_encode``/``apply_search``/
+``apply_mine`` map the given ones to densekit's settings, report ignored ones once and stop on
+refused ones. A peer recognised from its distinctive flags gets its own defaults where they
+differ from densekit's. Tevatron's pickled embeddings given to search are read here, by the
+restricted reader of :mod:`densekit.compat.tevatron_pickle`.
+
+This module imports nothing of densekit's argument layer: the encode commands hand it the
+training parser whose flags Tevatron's encode driver also accepts.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from typing import Any
 
 from transformers.hf_argparser import string_to_bool
 
-from densekit.errors import ConfigError
-from densekit.peer_flags import (
+from densekit.compat.flags import (
     ENCODE,
+    MINE,
     PEER_DEFAULTS,
     SEARCH,
     TRAIN,
@@ -27,6 +32,7 @@ from densekit.peer_flags import (
     notice,
     peer_of,
 )
+from densekit.errors import ConfigError
 from densekit.resources import looks_local
 
 DEST = "peer__"
@@ -41,8 +47,15 @@ _KINDS: dict[str, dict[str, Any]] = {
 }
 
 
-def add_to_parser(parser: argparse.ArgumentParser, command: str) -> None:
-    """Add the peer flags of ``command`` that ``parser`` lacks (hidden from ``--help``)."""
+def add_to_parser(
+    parser: argparse.ArgumentParser,
+    command: str,
+    train_parser: argparse.ArgumentParser | None = None,
+) -> None:
+    """Add the peer flags of ``command`` that ``parser`` lacks (hidden from ``--help``).
+
+    ``train_parser`` (encode only): ``densekit train``'s parser, whose flags Tevatron's encode
+    driver also parses; they are accepted and reported unused."""
     known = set(parser._option_string_actions)
     for flag in flags_for(command):
         option = f"--{flag.name}"
@@ -52,15 +65,15 @@ def add_to_parser(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument(
             option, dest=DEST + flag.name, default=None, help=argparse.SUPPRESS, **_KINDS[flag.kind]
         )
-    if command == ENCODE:
-        _add_train_flags(parser, known)
+    if command == ENCODE and train_parser is not None:
+        _add_train_flags(parser, known, train_parser)
 
 
-def _add_train_flags(parser: argparse.ArgumentParser, known: set[str]) -> None:
+def _add_train_flags(
+    parser: argparse.ArgumentParser, known: set[str], train_parser: argparse.ArgumentParser
+) -> None:
     """Tevatron's encode driver parses every training flag: accept them, report them unused."""
-    from densekit.arguments import build_parser
-
-    for action in build_parser()._actions:
+    for action in train_parser._actions:
         options = [o for o in action.option_strings if o not in known and o.startswith("--")]
         if not options or action.dest == "help":
             continue
@@ -254,7 +267,8 @@ def apply_encode(args: argparse.Namespace) -> None:
 
 
 def apply_search(args: argparse.Namespace) -> None:
-    """Map Tevatron's search flags onto ``densekit search``'s; refuse pickled embeddings."""
+    """Map Tevatron's search flags onto ``densekit search``'s (its pickles are read as they are,
+    see :func:`load_reps`)."""
     mapped = _apply_given(args, SEARCH)
     if mapped.get("save_text"):
         args.ranking_format = "tevatron"
@@ -264,6 +278,19 @@ def apply_search(args: argparse.Namespace) -> None:
         os.environ["TQDM_DISABLE"] = "1"
     if args.batch_size is not None and args.batch_size <= 0:  # Tevatron: -1 = all at once
         args.batch_size = 2**31 - 1
-    from densekit.retrieval.tevatron_pickle import refuse_pickles
 
-    refuse_pickles(args.query_reps, args.passage_reps)
+
+def apply_mine(args: argparse.Namespace) -> None:
+    """Map FlagEmbedding ``hn_mine.py``'s flags (v1 and current) onto ``densekit mine``'s."""
+    mapped = _apply_given(args, MINE)
+    for flag in flags_for(MINE):
+        if flag.on_parser and flag.action != "map" and getattr(args, flag.name) is not None:
+            check(flag, getattr(args, flag.name))
+    name = mapped.get("model_name_or_path")
+    if name is not None:
+        if args.embedder_name_or_path not in (None, name):
+            raise ConfigError(
+                f"--model_name_or_path disagrees with --embedder_name_or_path "
+                f"{args.embedder_name_or_path}"
+            )
+        args.embedder_name_or_path = name

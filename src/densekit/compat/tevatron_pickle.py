@@ -5,20 +5,27 @@ a file from elsewhere runs whatever it says. This reader's unpickler resolves on
 numpy names that rebuild an ``ndarray`` and its dtype (and the codec protocol 2 uses for
 bytes); anything else is refused before it is imported, so nothing of the file executes. What
 comes out must be a float matrix and a list of string or integer ids of the same length.
+
+``densekit search`` reads them as Tevatron's search line names them (``--query_reps
+query_emb.pkl --passage_reps 'corpus_emb.*.pkl'``) through :func:`load_reps` and
+:func:`shard_specs`; ``densekit convert`` turns them into embedding folders.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import os
 import pickle
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from densekit.errors import ConfigError, DataError
+from densekit.errors import DataError
 
 # (module, name) pairs numpy (1.x and 2.x) and Python write for arrays, dtypes and scalars.
 ALLOWED = frozenset(
@@ -51,21 +58,11 @@ def is_pickle(path: str | os.PathLike) -> bool:
         return False
 
 
-def _pickles(spec: str | os.PathLike) -> list[str]:
+def pickle_files(spec: str | os.PathLike) -> list[str]:
+    """The Tevatron pickles ``spec`` names (a file or a glob), sorted; empty for folders."""
     return [m for m in sorted(glob.glob(str(spec))) if is_pickle(m)] or (
         [str(spec)] if is_pickle(spec) else []
     )
-
-
-def refuse_pickles(*specs: str | os.PathLike | None) -> None:
-    """One clear line when an embedding spec names Tevatron pickles instead of folders."""
-    for spec in specs:
-        found = _pickles(spec) if spec else []
-        if found:
-            raise ConfigError(
-                f"{found[0]} is a pickled embedding file (Tevatron's format): convert it first "
-                f"with `densekit convert --input {spec} --output <folder>`"
-            )
 
 
 def _ids(lookup: Any, path: str) -> list[str]:
@@ -107,4 +104,60 @@ def load_tevatron_pickle(path: str | os.PathLike) -> tuple[list[str], np.ndarray
     return ids, reps
 
 
-__all__ = ["ALLOWED", "RestrictedUnpickler", "is_pickle", "load_tevatron_pickle", "refuse_pickles"]
+def load_pickles(files: list[str]) -> tuple[list[str], np.ndarray]:
+    """All ids and vectors of several pickles (Tevatron's shards), checked as one corpus."""
+    ids: list[str] = []
+    arrays: list[np.ndarray] = []
+    seen: set[str] = set()
+    for path in files:
+        shard_ids, reps = load_tevatron_pickle(path)
+        if arrays and reps.shape[1] != arrays[0].shape[1]:
+            raise DataError(path, f"dimension {reps.shape[1]} differs from {arrays[0].shape[1]}")
+        for docid in shard_ids:
+            if docid in seen:
+                raise DataError(path, f"duplicate id {docid!r}")
+            seen.add(docid)
+        ids.extend(shard_ids)
+        arrays.append(reps)
+    if any(a.dtype != arrays[0].dtype for a in arrays):
+        arrays = [a.astype(np.float32) for a in arrays]
+    return ids, arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def load_reps(spec: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """``(ids, vectors)`` behind an embedding spec: Tevatron pickle(s) or densekit folders."""
+    from densekit.retrieval.embeddings import load_embeddings
+
+    files = pickle_files(spec)
+    return load_pickles(files) if files else load_embeddings(spec)
+
+
+@contextlib.contextmanager
+def shard_specs(spec: str | os.PathLike) -> Iterator[list]:
+    """The shard folders behind ``spec`` for a shard-by-shard search. Pickles are read one at
+    a time into temporary embedding folders (under ``TMPDIR``), removed afterwards."""
+    from densekit.retrieval.embeddings import embedding_shards, save_embeddings
+
+    files = pickle_files(spec)
+    if not files:
+        yield embedding_shards(spec)
+        return
+    with tempfile.TemporaryDirectory(prefix="densekit-pickles-") as tmp:
+        folders = []
+        for number, path in enumerate(files):
+            folder = Path(tmp) / f"shard-{number:05d}"
+            save_embeddings(folder, *load_tevatron_pickle(path), {"source": path})
+            folders.append(folder)
+        yield folders
+
+
+__all__ = [
+    "ALLOWED",
+    "RestrictedUnpickler",
+    "is_pickle",
+    "load_pickles",
+    "load_reps",
+    "load_tevatron_pickle",
+    "pickle_files",
+    "shard_specs",
+]

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from densekit import peer_flags
 from densekit.arguments import parse_train_args
 from densekit.commands.encode import build_parser as encode_parser
 from densekit.commands.search import build_parser as search_parser
+from densekit.compat import flags as peer_flags
+from densekit.compat.apply import apply_encode, apply_search
 from densekit.errors import ConfigError
-from densekit.peer_apply import apply_encode, apply_search
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # FlagOpen/FlagEmbedding examples/finetune/embedder/encoder_only/base.sh (variables expanded)
 FE_ENCODER = """
@@ -125,6 +125,98 @@ def test_flagembedding_decoder_only_line(capsys):
     for flag in ("--additional_special_tokens", "--save_merged_lora_model", "--cache_path"):
         assert sum(flag in line for line in notes) == 1, notes
     assert not any("--kd_loss_type" in line and "ignored" not in line for line in notes)
+
+
+# FlagOpen/FlagEmbedding v1 baai_general_embedding/README.md (the fine-tune line)
+FE_V1 = """
+--output_dir ./out --model_name_or_path BAAI/bge-large-zh-v1.5 --train_data ./toy.jsonl
+--learning_rate 1e-5 --fp16 --num_train_epochs 5 --per_device_train_batch_size 2
+--dataloader_drop_last True --normlized True --temperature 0.02 --query_max_len 64
+--passage_max_len 256 --train_group_size 2 --negatives_cross_device --logging_steps 10
+--save_steps 1000 --query_instruction_for_retrieval ""
+"""
+
+
+def test_flagembedding_v1_line_with_its_normlized_spelling(capsys):
+    m, d, _ = _train(FE_V1)
+    assert (m.pooling, m.normalize, m.temperature) == ("cls", True, 0.02)
+    assert d.dataset_path == "./toy.jsonl" and d.train_group_size == 2
+    assert any("FlagEmbedding command line recognised" in line for line in _notes(capsys))
+    m, _, _ = _train(FE_V1.replace("--normlized True", "--normlized False"))
+    assert m.normalize is False
+
+
+def test_normlized_disagreeing_with_normalize_is_refused():
+    with pytest.raises(ConfigError, match="--normlized disagrees with --normalize"):
+        _train("--output_dir o --normalize --normlized False")
+
+
+def test_every_flagembedding_field_is_accepted():
+    """Every field of FlagEmbedding's argument classes (v1's baai_general_embedding/finetune/
+    arguments.py, the current AbsArguments + decoder-only base/icl + m3) parses for train."""
+    from densekit.arguments import build_parser
+
+    fields = [
+        "cache_dir",
+        "cache_path",
+        "colbert_dim",
+        "config_name",
+        "drop_threshold",
+        "example_passage_max_len",
+        "example_query_max_len",
+        "fix_encoder",
+        "fix_position_embedding",
+        "icl_suffix_str",
+        "kd_loss_type",
+        "knowledge_distillation",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_rank",
+        "max_example_num_per_dataset",
+        "model_name_or_path",
+        "modules_to_save",
+        "mrl_dims",
+        "negatives_cross_device",
+        "normalize_embeddings",
+        "normlized",
+        "only_merge_lora_model",
+        "pad_to_multiple_of",
+        "passage_instruction_for_retrieval",
+        "passage_instruction_format",
+        "passage_max_len",
+        "peft_model_path",
+        "query_instruction_for_retrieval",
+        "query_instruction_format",
+        "query_max_len",
+        "raw_peft",
+        "retrieval_use_examples",
+        "same_dataset_within_batch",
+        "save_merged_lora_model",
+        "self_distill_start_step",
+        "sentence_pooling_method",
+        "shuffle_ratio",
+        "small_threshold",
+        "sub_batch_size",
+        "target_modules",
+        "temperature",
+        "token",
+        "tokenizer_name",
+        "train_data",
+        "train_group_size",
+        "trust_remote_code",
+        "unified_finetuning",
+        "use_fast_tokenizer",
+        "use_flash_attn",
+        "use_inbatch_neg",
+        "use_lora",
+        "use_mrl",
+        "use_self_distill",
+        "use_slow_tokenizer",
+        "additional_special_tokens",
+        "from_peft",
+    ]
+    options = build_parser()._option_string_actions
+    assert [f for f in fields if f"--{f}" not in options] == []
 
 
 def test_flagembedding_same_dataset_line(capsys):
@@ -288,7 +380,9 @@ def test_tevatron_search_lines(tmp_path, capsys):
 
 def test_every_table_flag_parses_for_its_commands(capsys):
     samples = {"bool": "True", "int": "1", "float": "0.5", "str": "x", "list": "a"}
-    parsers = {"encode": encode_parser(), "search": search_parser()}
+    from densekit.commands.mine import build_parser as mine_parser
+
+    parsers = {"encode": encode_parser(), "search": search_parser(), "mine": mine_parser()}
     for flag in peer_flags.FLAGS:
         value = str(flag.honoured[0]) if flag.honoured else samples[flag.kind]
         for command in flag.commands:

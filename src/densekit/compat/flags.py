@@ -1,8 +1,10 @@
 """The peers' flags: what every flag of Tevatron (v1, v2), FlagEmbedding, PaddleNLP and Trove
-train/encode/search drivers means in densekit.
+train/encode/search drivers (and FlagEmbedding's ``hn_mine.py``) means in densekit.
 
+This table is the one source of the flag mapping: every command's parser gets its peer flags
+from it (:func:`densekit.compat.apply.add_to_parser`), and the README table is generated from it.
 Each row of :data:`TABLE` is one flag of one or more commands: it maps to densekit's own
-(``map``, converted where needed by :mod:`densekit.peer_apply`), or has no meaning here and is
+(``map``, converted where needed by :mod:`densekit.compat.apply`), or has no meaning here and is
 accepted and reported once as ignored with the reason (``ignore``), or cannot be honoured and
 stops with one line (``refuse``). The last column lists values densekit already behaves as (no
 notice), or a note for the README. ``@`` marks a flag densekit's parser has itself (an alias or
@@ -18,7 +20,7 @@ from typing import Any
 
 from densekit.errors import ConfigError
 
-TRAIN, ENCODE, SEARCH = "train", "encode", "search"
+TRAIN, ENCODE, SEARCH, MINE = "train", "encode", "search", "mine"
 PEERS = {
     "t1": "Tevatron v1",
     "t2": "Tevatron v2",
@@ -44,6 +46,7 @@ p_max_len | t1 | train,encode | int | map@ | passage_max_len
 negatives_x_device | t1 | train | bool | map@ | negatives_cross_device
 sentence_pooling_method | fe,pd | train,encode | str | map@ | pooling
 normalized | pd | train,encode | bool | map@ | normalize
+normlized | fe | train | bool | map | normalize | `--normalize` (FlagEmbedding v1's spelling)
 train_dir | t1 | train | str | map@ | dataset_path
 query_instruction_for_retrieval | fe,pd | train,encode | str | map@ | query_prefix
 passage_instruction_for_retrieval | fe,pd | train,encode | str | map@ | passage_prefix
@@ -54,7 +57,7 @@ dataset_number_of_shards | t2 | encode | int | map@ | num_shards
 dataset_shard_index | t2 | encode | int | map@ | shard_index
 per_device_eval_batch_size | t1,t2 | encode | int | map@ | batch_size
 use_peft | tr | train | bool | map@ | fine_tune_type | True: `--fine_tune_type lora`
-encoder_class | tr | train | str | refuse@ | only Trove's default encoder exists here | default
+encoder_class | tr | train | str | refuse@ | densekit train builds the default encoder (from Python, a subclass of DefaultEncoder is chosen by its name or _alias) | default,none
 trust_remote_code | fe,tr | train,encode | bool | ignore@ | densekit runs no model code: a model that needs none loads as usual, one that needs it is refused | False
 train_data | fe,pd | train | list | map | dataset_path | `--dataset_path`: one or more files or folders (a folder: its json/jsonl files)
 dataset_name | t1,t2 | encode | str | map | dataset_path | a hub name (v1: name/split); a loader name (json) means `--dataset_path` holds the data
@@ -187,6 +190,14 @@ ray_scope | hf4 | train | str | ignore | HF4_GONE
 dispatch_batches | hf4 | train | bool | ignore | HF4_GONE
 split_batches | hf4 | train | bool | ignore | HF4_GONE
 include_tokens_per_second | hf4 | train | bool | ignore | HF4_GONE
+model_name_or_path | fe | mine | str | map | embedder_name_or_path | `--embedder_name_or_path` (hn_mine.py v1's name)
+embedder_model_class | fe | mine | str | refuse@ | in-context examples (decoder-only-icl) are not supported | encoder-only-base,encoder-only-m3,decoder-only-base
+examples_for_task | fe | mine | str | refuse@ | in-context examples (decoder-only-icl) are not supported
+use_gpu_for_searching | fe | mine | bool | ignore | densekit searches exactly on the CPU | False
+search_batch_size | fe | mine | int | ignore | FAISS searches all queries at once here
+use_fp16 | fe | mine | bool | ignore | vectors are computed in float32 | False
+devices | fe | mine | list | ignore | one device, chosen automatically
+cache_dir | fe | mine | str | ignore | models are local folders
 """
 
 
@@ -250,7 +261,7 @@ FLAGS = _parse(TABLE)
 SIGNATURES = {
     "Tevatron v1": {"train_dir", "train_n_passages", "q_max_len", "p_max_len", "negatives_x_device",
                     "dataset_proc_num", "do_encode", "data_cache_dir"},
-    "FlagEmbedding": {"normalize_embeddings", "kd_loss_type", "knowledge_distillation",
+    "FlagEmbedding": {"normalize_embeddings", "normlized", "kd_loss_type", "knowledge_distillation",
                       "cache_path", "query_instruction_format", "passage_instruction_format",
                       "same_dataset_within_batch", "sub_batch_size", "use_mrl", "mrl_dims",
                       "use_lora", "lora_rank", "target_modules", "shuffle_ratio",
