@@ -82,8 +82,26 @@ def test_killed_encode_leaves_nothing_that_looks_finished(tiny_model, tmp_path, 
         sys.executable, "-m", "densekit.encode", "--model_name_or_path", tiny_model,
         "--dataset_path", str(corpus), "--encode_output_path", str(out), "--batch_size", "16",
     ]  # fmt: skip
-    started = time.monotonic()
-    _kill_when(cmd, lambda: time.monotonic() - started > 6)
+    # killed once it writes vectors: its temporary folder is left behind
+    _kill_when(cmd, lambda: any(p.glob("embeddings.npy") for p in tmp_path.glob(".vectors.*")))
     assert not out.exists()
     assert cli(["encode", *cmd[3:], "--batch_size", "512"]) == 0
     assert len(load_embeddings(out)[0]) == 40_000
+    # the rerun removed the temporary no live process holds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl", "vectors"]
+
+
+def test_resuming_with_more_steps_warns_that_the_schedule_changes(
+    tiny_model, tiny_train, tmp_path, caplog
+):
+    out = tmp_path / "run"
+    flags = ["--per_device_train_batch_size", "4", "--save_steps", "4", "--report_to", "none",
+             "--disable_tqdm", "true", "--train_group_size", "2"]  # fmt: skip
+    base = ["train", "--model_name_or_path", tiny_model, "--dataset_path", tiny_train,
+            "--output_dir", str(out), *flags]  # fmt: skip
+    assert cli([*base, "--max_steps", "4"]) == 0
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert cli([*base, "--max_steps", "8", "--resume_from_checkpoint", "True"]) == 0
+    warned = [r.getMessage() for r in caplog.records if "schedule" in r.getMessage()]
+    assert warned and "4-step linear schedule" in warned[0] and "--max_steps 4" in warned[0]

@@ -224,3 +224,26 @@ def test_corpus_sample_is_fixed_and_formatted(tiny_model):
     assert corpus_sample(encoder, table.select(range(3)), False, 5) == [
         encoder.settings.format_passage(f"x{i}", "t") for i in range(3)
     ]
+
+
+def test_refused_export_leaves_no_lock_file(tiny_eos, tmp_path):
+    user = tmp_path / "user"
+    (user / "onnx-fp32").mkdir(parents=True)
+    (user / "onnx-fp32" / "notes.txt").write_text("mine")
+    encoder = DenseEncoder.from_pretrained(tiny_eos)
+    with pytest.raises(ConfigError, match="did not write"):
+        load_backend(encoder, load_tokenizer(tiny_eos), tiny_eos, "onnx", export_dir=str(user))
+    assert sorted(p.name for p in user.iterdir()) == ["onnx-fp32"]
+
+
+def test_damaged_cached_export_is_exported_again(tiny_eos):
+    tokenizer = load_tokenizer(tiny_eos)
+    encoder = DenseEncoder.from_pretrained(tiny_eos).eval()
+    folder, _ = ensure_export(encoder, tokenizer, tiny_eos, ExportSpec("onnx"))
+    graph = folder / "model.onnx"
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 3])  # truncated on disk
+    exported = load_backend(encoder, tokenizer, tiny_eos, "onnx")
+    texts = _scifact(0, 4)
+    _assert_close(
+        _encode(exported, tokenizer, texts, False), _one_by_one(encoder, tokenizer, texts, False)
+    )

@@ -180,3 +180,78 @@ def test_unknown_mining_source_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="--mine_source"):
         pipeline.run_recipe(RecipeConfig(output_dir=str(tmp_path / "o"), mine_source="bm26"))
     assert not (tmp_path / "o").exists()
+
+
+def _visible(folder):
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_recipe_refuses_a_folder_of_the_users_files(beir_folder, tiny_model, tmp_path):
+    from densekit.errors import ConfigError
+
+    out = tmp_path / "mine"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "weights.bin").write_text("the user's")
+    (out / "results.md").write_text("the user's results")
+    with pytest.raises(ConfigError, match="did not write"):
+        pipeline.run_recipe(_config(beir_folder(test=False), out, tiny_model))
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "model", "model/weights.bin", "results.md"
+    ]  # fmt: skip
+
+
+def test_dev_split_equal_to_train_is_refused_before_writing(beir_folder, tiny_model, tmp_path):
+    from densekit.errors import DataError
+
+    folder = beir_folder(test=False)
+    (folder / "qrels" / "dev.tsv").write_text((folder / "qrels" / "train.tsv").read_text())
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"dev\.tsv"):
+        pipeline.run_recipe(_config(folder, out, tiny_model))
+    assert not out.exists()
+
+
+def _comparable(out):
+    saved = json.loads((out / "results.json").read_text())
+    saved.pop("stage_seconds")
+    for table in ("results", "test_results"):
+        for row in (saved.get(table) or {}).values():
+            row.pop("seconds")
+    return saved
+
+
+def test_killed_recipe_resumes_from_its_last_stage_to_the_same_results(
+    beir_folder, tiny_model, tmp_path, monkeypatch
+):
+    folder = beir_folder(test=False)
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    pipeline.run_recipe(_config(folder, whole, tiny_model))
+    real_fine_tune = pipeline.fine_tune
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if killed while training
+
+    monkeypatch.setattr(pipeline, "fine_tune", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_recipe(_config(folder, resumed, tiny_model))
+    assert _visible(resumed) == []  # nothing that looks like an output yet
+    redone = []
+    monkeypatch.setattr(pipeline, "fine_tune", real_fine_tune)
+    for name in ("bm25_index_run", "model_run", "mine"):
+        real = getattr(pipeline, name)
+        monkeypatch.setattr(
+            pipeline, name, lambda *a, _n=name, _r=real, **k: redone.append(_n) or _r(*a, **k)
+        )
+    pipeline.run_recipe(_config(folder, resumed, tiny_model))
+    assert redone == []  # BM25, zero-shot and mining came from the killed run
+    assert _comparable(resumed) == _comparable(whole)
+    assert _visible(resumed) == _visible(whole)
+    # a finished recipe is replaced only when asked, and what the user added stays
+    (resumed / "notes.txt").write_text("mine")
+    from densekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--overwrite"):
+        pipeline.run_recipe(_config(folder, resumed, tiny_model))
+    pipeline.run_recipe(_config(folder, resumed, tiny_model), overwrite=True)
+    assert (resumed / "notes.txt").read_text() == "mine"
+    assert _comparable(resumed) == _comparable(whole)

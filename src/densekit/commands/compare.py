@@ -14,6 +14,7 @@ from densekit.atomic import atomic_open, check_target
 from densekit.commands import run_guarded
 from densekit.data.qrels import load_qrels
 from densekit.data.runs import read_run
+from densekit.errors import ConfigError
 from densekit.evaluation.metrics import format_table, parse_metrics
 from densekit.evaluation.significance import as_dicts, compare_runs
 
@@ -32,12 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not 0.0 < args.alpha < 1.0:
+        raise ConfigError(f"--alpha {args.alpha}: a significance level lies between 0 and 1")
     if args.output:
         check_target(args.output, folder=False)
     metrics = parse_metrics(args.metrics)
     qrels = load_qrels(args.qrels)
     runs = {path: read_run(path) for path in args.runs}
     rows = compare_runs(runs, qrels, metrics, args.resamples, args.seed)
+    covered = {path: sum(q in run for q in qrels) for path, run in runs.items()}
+    uneven = len(set(covered.values())) > 1
     table = {
         f"{row.run} {row.metric}": {
             "baseline": row.baseline_mean,
@@ -54,14 +59,23 @@ def main(argv: list[str] | None = None) -> int:
             table, ["baseline", "run", "diff", "t-test p", "rand. p", "Holm p"], "run metric"
         )
     )
+    if uneven:
+        counts = ", ".join(f"{path}: {n}" for path, n in covered.items())
+        print(
+            f"note: the runs cover different judged queries (of {len(qrels)}: {counts}); a "
+            "query a run misses scores 0, so a difference may come from coverage alone"
+        )
     for row in rows:
         mark = "significant" if row.holm_p < args.alpha else "not significant"
+        if uneven and covered[row.run] != covered[args.runs[0]]:
+            mark += f" (coverage differs: {covered[row.run]} vs {covered[args.runs[0]]} queries)"
         print(
             f"{row.run} {row.metric}: {row.wins} wins, {row.ties} ties, {row.losses} losses; {mark}"
         )
     if args.output:
         with atomic_open(args.output, "w", encoding="utf-8") as handle:
-            json.dump({"baseline": args.runs[0], "comparisons": as_dicts(rows)}, handle, indent=2)
+            report = {"baseline": args.runs[0], "comparisons": as_dicts(rows)}
+            json.dump({**report, "judged_queries_covered": covered}, handle, indent=2)
     return 0
 
 

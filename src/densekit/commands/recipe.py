@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML or JSON file of recipe settings")
     parser.add_argument("--quick", action="store_true", help="a subset, in a few minutes")
     parser.add_argument("--bf16", action="store_true", help="same as --precision bf16")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="run again into a finished recipe's folder"
+    )
     add_flags(parser)
     return parser
 
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.bf16:
         args.precision = "bf16"
-    run_recipe(build_config(args), quick=args.quick)
+    run_recipe(build_config(args), quick=args.quick, overwrite=args.overwrite)
     return 0
 
 

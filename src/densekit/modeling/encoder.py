@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, PreTrainedTokenizerBase
@@ -55,7 +56,7 @@ def load_backbone(path: str, cache_dir: str | None = None, **kwargs) -> nn.Modul
         raise ConfigError(f"model folder {path} does not exist")
     try:
         return AutoModel.from_pretrained(path, cache_dir=cache_dir, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # e.g. truncated weights
         raise ConfigError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
 
 
@@ -108,7 +109,13 @@ class DenseEncoder(nn.Module):
             config.projection_in_dim = in_dim
             pooler = nn.Linear(in_dim, config.projection_out_dim)
             if folder.projection is not None:
-                pooler.load_state_dict(folder.projection())
+                try:
+                    pooler.load_state_dict(folder.projection())
+                except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise ConfigError(
+                        f"cannot load the projection of model {path!r}: {first}"
+                    ) from None
         if config.base_model_name_or_path is None:
             config.base_model_name_or_path = str(path)
         return cls(query_model, passage_model, config, pooler)

@@ -80,7 +80,13 @@ def _train_and_dev(folder: Path, config: RecipeConfig, ids: tuple[set, set]) -> 
         overlap = set(train) & set(dev)
         if overlap:  # e.g. a dev split carved out of train.tsv and saved beside it
             logger.info("%d dev queries are also in train.tsv: left out of training", len(overlap))
-        return {q: docs for q, docs in train.items() if q not in dev}, dev
+        left = {q: docs for q, docs in train.items() if q not in dev}
+        if not left:
+            raise DataError(
+                str(folder / "qrels/dev.tsv"),
+                "every query of qrels/train.tsv is also a dev query: none is left to train on",
+            )
+        return left, dev
     size = min(config.dev_size, len(train) // 4)
     if size < 1:
         raise DataError(str(folder / "qrels/train.tsv"), "too few queries to carve a dev split")

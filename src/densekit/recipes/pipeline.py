@@ -28,6 +28,7 @@ from densekit.evaluation.fusion_tuning import tune_weights
 from densekit.recipes.config import RecipeConfig
 from densekit.recipes.data import RecipeData, load_data
 from densekit.recipes.results import METRICS, Recorder, Results, describe_kept, write_results
+from densekit.recipes.resume import RecipeFolder, files_stamp, key, plain_run
 from densekit.resources import bundled_model_path
 from densekit.retrieval.bm25 import BM25Index
 from densekit.retrieval.dense import index_corpus
@@ -216,47 +217,81 @@ def kept_run(kept: dict[str, Any], evaluator: ExactEvaluator) -> Run | None:
     return evaluator.runs[steps.index(int(kept["checkpoint"].split("-")[-1]))]
 
 
-def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
-    """Run every stage; returns the dev table ``{system: {metric: value, "seconds": t}}``."""
+def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = False) -> Results:
+    """Run every stage; returns the dev table ``{system: {metric: value, "seconds": t}}``.
+
+    ``output_dir`` is checked first and written last (see :mod:`densekit.recipes.resume`): a
+    rerun after a failure or a kill resumes from the stages it had finished."""
     config.check()
     if quick:
         config.shrink()
-    out = Path(config.output_dir)
+    folder = RecipeFolder(config.output_dir, overwrite)
+    folder.check()
+    out, work = folder.out, folder.work
     data = load_data(config)
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out)
-    watch, dev, runs = Stopwatch(), Recorder(out, "dev", data.dev_qrels), {}
+    folder.start()
+    config.save(work)
+    watch, dev, runs = Stopwatch(), Recorder(work, "dev", data.dev_qrels), {}
     dev_queries = data.queries_of(data.dev_qrels)
     both = datasets.concatenate_datasets([dev_queries, data.queries_of(data.train_qrels)])
-    with watch.stage("bm25"):  # train queries too: BM25 can be a mining source
-        bm25 = BM25Index.build(data.corpus)
-        runs["bm25"] = bm25_index_run(bm25, both, config.depth)
-    dev("bm25", runs["bm25"], watch.seconds["bm25"])
     base = config.model or bundled_model_path()
-    with watch.stage("zero-shot"):
-        runs["zero-shot"] = model_run(config, base, data.corpus, both)
+    keys = stage_keys(config, base)
+    bm25 = None
+    if (done := folder.done("bm25", keys["bm25"])) is None:
+        with watch.stage("bm25"):  # train queries too: BM25 can be a mining source
+            bm25 = BM25Index.build(data.corpus)
+            runs["bm25"] = bm25_index_run(bm25, both, config.depth)
+        folder.record("bm25", keys["bm25"], _stage_value(runs["bm25"], watch, "bm25"))
+    else:
+        runs["bm25"], watch.seconds["bm25"] = done["run"], done["seconds"]
+    dev("bm25", runs["bm25"], watch.seconds["bm25"])
+    if (done := folder.done("zero-shot", keys["zero-shot"])) is None:
+        with watch.stage("zero-shot"):
+            runs["zero-shot"] = model_run(config, base, data.corpus, both)
+        folder.record(
+            "zero-shot", keys["zero-shot"], _stage_value(runs["zero-shot"], watch, "zero-shot")
+        )
+    else:
+        runs["zero-shot"], watch.seconds["zero-shot"] = done["run"], done["seconds"]
     dev("zero-shot", runs["zero-shot"], watch.seconds["zero-shot"])
-    with watch.stage("mine"):
-        source = mining_run(config, runs["zero-shot"], runs["bm25"])
-        train_file, report = mine(config, data, source, out)
-    with watch.stage("fine-tune"):
-        evaluator = ExactEvaluator(
-            data.corpus, dev_queries, data.dev_qrels, METRICS, config.depth, bf16=_bf16(config),
-            keep_runs=True,
-        )  # fmt: skip
-        kept = fine_tune(config, base, train_file, out / "model", evaluator)
-        logger.info("fine-tuning kept %s", describe_kept(kept))
-    with watch.stage("fine-tuned search"):
-        tuned = ModelIndex(config, str(out / "model"), data.corpus)
-        runs["fine-tuned"] = kept_run(kept, evaluator) or tuned.run(dev_queries)
+    train_file = work / "train.mined.jsonl"
+    done = folder.done("mine", keys["mine"])
+    if done is None or not train_file.is_file():
+        with watch.stage("mine"):
+            source = mining_run(config, runs["zero-shot"], runs["bm25"])
+            train_file, report = mine(config, data, source, work)
+        folder.record("mine", keys["mine"], {"report": asdict(report), **watch.seconds})
+    else:
+        report, watch.seconds["mine"] = MineReport(**done["report"]), done["mine"]
+    done = folder.done("fine-tune", keys["fine-tune"])
+    if done is None or not (work / "model").is_dir():
+        with watch.stage("fine-tune"):
+            evaluator = ExactEvaluator(
+                data.corpus, dev_queries, data.dev_qrels, METRICS, config.depth,
+                bf16=_bf16(config), keep_runs=True,
+            )  # fmt: skip
+            kept = fine_tune(config, base, train_file, work / "model", evaluator)
+            logger.info("fine-tuning kept %s", describe_kept(kept))
+        with watch.stage("fine-tuned search"):
+            tuned = ModelIndex(config, str(work / "model"), data.corpus)
+            runs["fine-tuned"] = kept_run(kept, evaluator) or tuned.run(dev_queries)
+        value = {"kept": kept, "run": plain_run(runs["fine-tuned"]), "seconds": watch.seconds}
+        folder.record("fine-tune", keys["fine-tune"], value)
+    else:
+        kept, runs["fine-tuned"] = done["kept"], done["run"]
+        kept["evaluations"] = [tuple(e) for e in kept["evaluations"]]
+        for stage in ("fine-tune", "fine-tuned search"):
+            watch.seconds[stage] = done["seconds"][stage]
+        tuned = ModelIndex(config, str(work / "model"), data.corpus)
     stages = ("mine", "fine-tune", "fine-tuned search")
     dev("fine-tuned", runs["fine-tuned"], sum(watch.seconds[s] for s in stages))
     with watch.stage("hybrid"):
         weights = hybrids(dev, runs)
+    bm25 = bm25 or BM25Index.build(data.corpus)
     with watch.stage("searcher"):
         write_searcher_folder(
-            out / "searcher",
-            out / "model",
+            work / "searcher",
+            work / "model",
             Path(config.data_dir) / "corpus.jsonl",
             (tuned.doc_ids, tuned.index),
             bm25,
@@ -266,19 +301,46 @@ def run_recipe(config: RecipeConfig, quick: bool = False) -> Results:
             (dev_queries, data.dev_qrels),
             overwrite=True,
         )
-    systems = {"bm25": None, "zero-shot": base, "fine-tuned": str(out / "model")}
+    systems = {"bm25": None, "zero-shot": base, "fine-tuned": str(work / "model")}
     tables = {"dev": dev}
     if data.test_qrels_path:
-        tables["test"] = evaluate_test(config, data, systems, out, weights, bm25)
+        tables["test"] = evaluate_test(config, data, systems, work, weights, bm25)
     extra = {
         "mining": asdict(report),
         "dev_queries": len(data.dev_qrels),
         "stage_seconds": watch.seconds,
         "kept_checkpoint": kept,
     }
-    print(write_results(out, tables, extra))
+    text = write_results(work, tables, extra)
+    folder.finish()
+    print(text)
     print(usage_lines(out))
     return dev.results
+
+
+def stage_keys(config: RecipeConfig, base: str) -> dict[str, str]:
+    """Each resumable stage's key: its inputs and the settings it reads, chained."""
+    c = config.resolved()
+    pick = lambda *names: {name: c[name] for name in names}  # noqa: E731
+    data = key(
+        files_stamp(Path(config.data_dir) / "corpus.jsonl"),
+        files_stamp(Path(config.data_dir) / "queries.jsonl"),
+        files_stamp(Path(config.data_dir) / "qrels"),
+        pick("dev_size", "seed", "max_train_queries", "max_dev_queries", "max_corpus"),
+    )
+    model = key(base, files_stamp(base))
+    keys = {"bm25": key("bm25", data, c["depth"])}
+    lengths = pick("query_max_len", "passage_max_len", "depth", "precision")
+    keys["zero-shot"] = key("zero-shot", data, model, lengths)
+    mining = pick("mine_source", "mine_from", "mine_to", "negatives", "seed")
+    keys["mine"] = key("mine", keys["bm25"], keys["zero-shot"], mining)
+    training = {k: v for k, v in c.items() if k not in ("output_dir", "data_dir", "model")}
+    keys["fine-tune"] = key("fine-tune", keys["mine"], data, model, training)
+    return keys
+
+
+def _stage_value(run: Run, watch: Stopwatch, stage: str) -> dict[str, Any]:
+    return {"run": plain_run(run), "seconds": watch.seconds[stage]}
 
 
 def usage_lines(out: Path) -> str:

@@ -129,9 +129,7 @@ def _queries(runs: Sequence[Run]) -> list[str]:
     return list(dict.fromkeys(qid for run in runs for qid, hits in run.items() if hits))
 
 
-def query_tables(
-    runs: Sequence[Run], method: str, k: float, normalize: str
-) -> Iterator[_Query]:
+def query_tables(runs: Sequence[Run], method: str, k: float, normalize: str) -> Iterator[_Query]:
     """Each query's contribution table, one query at a time (memory stays one query's worth)."""
     for qid in _queries(runs):
         per_run = []

@@ -187,7 +187,11 @@ def save_index(
 
 
 def load_index(folder: str | os.PathLike) -> tuple[faiss.Index, list[str]]:
-    """The index and ids written by :func:`save_index`."""
+    """The index and ids written by :func:`save_index`.
+
+    The index file is read by FAISS's own native reader (``faiss.read_index``), which trusts
+    the bytes it parses: load only index files you trust, as you would a pickle.
+    """
     folder = Path(folder)
     for name in (INDEX_FILE, IDS_FILE):
         if not (folder / name).is_file():

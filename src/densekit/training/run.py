@@ -6,6 +6,7 @@ it, or compose the same pieces itself.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -24,6 +25,7 @@ from densekit.arguments import (
     ModelArguments,
     RetrievalTrainingArguments,
 )
+from densekit.atomic import check_writable
 from densekit.data.collator import RetrievalCollator
 from densekit.data.readers import load_corpus, load_train
 from densekit.data.train_dataset import Corpus, TrainDataset
@@ -82,7 +84,7 @@ def check_steps(args: RetrievalTrainingArguments, examples: int, source: str) ->
     world = max(args.world_size, 1)
     per_step = args.per_device_train_batch_size * world
     batches = examples // per_step if args.dataloader_drop_last else math.ceil(examples / per_step)
-    if args.max_steps <= 0 and batches < args.gradient_accumulation_steps:
+    if batches == 0 or (args.max_steps <= 0 and batches < args.gradient_accumulation_steps):
         raise ConfigError(
             f"{source}: {examples} training examples make {batches} full batches of "
             f"{per_step} (--per_device_train_batch_size x processes) per epoch, fewer than one "
@@ -90,8 +92,41 @@ def check_steps(args: RetrievalTrainingArguments, examples: int, source: str) ->
         )
 
 
+def warn_schedule_change(
+    args: RetrievalTrainingArguments, resume: str | None, examples: int
+) -> int | None:
+    """Warn when a resumed run's total steps differ from its checkpoint's: the learning-rate
+    schedule (warmup, decay) is rebuilt over the new total, so the run continues on another
+    curve than the one it started. Returns the checkpoint's total (None: nothing to compare)."""
+    if not resume:
+        return None
+    try:
+        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
+        before = int(state["max_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if args.max_steps > 0:
+        now = args.max_steps
+    else:
+        per_step = args.per_device_train_batch_size * max(args.world_size, 1)
+        batches = examples // per_step if args.dataloader_drop_last else -(-examples // per_step)
+        now = math.ceil(args.num_train_epochs * max(batches // args.gradient_accumulation_steps, 1))
+    schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+    if now != before and schedule != "constant":
+        logger.warning(
+            "resuming %s, saved at step %s of a %d-step %s schedule, with %d steps in all: "
+            "the learning-rate schedule is rebuilt over %d steps and differs from the saved "
+            "run's from here on (resume with --max_steps %d to continue it unchanged)",
+            resume, state.get("global_step"), before, schedule, now, now, before,
+        )  # fmt: skip
+    return before
+
+
 def _check_output_dir(args: RetrievalTrainingArguments) -> None:
     out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output_dir {out} is a file; expected a folder path for this output")
+    check_writable(out)
     if (
         out.is_dir()
         and any(out.iterdir())
@@ -176,6 +211,7 @@ def train(
     trainer = build_trainer(model_args, data_args, training_args, data, evaluator)
     seconds["build model"] = time.perf_counter() - start - seconds["read data"]
     resume = resume_point(training_args.resume_from_checkpoint, training_args.output_dir)
+    warn_schedule_change(training_args, resume, len(data[0]))
     trainer.train(resume_from_checkpoint=resume)
     seconds["train"] = time.perf_counter() - start - sum(seconds.values())
     if training_args.load_best_model_at_end and trainer.state.best_model_checkpoint:

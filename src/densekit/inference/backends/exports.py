@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from densekit import __version__
-from densekit.atomic import WRITER, atomic_path
+from densekit.atomic import WRITER, atomic_path, check_target
 from densekit.errors import ConfigError
 from densekit.inference.backends import openvino_backend, ort_backend
 from densekit.inference.backends.common import (
@@ -90,16 +90,19 @@ def ensure_export(
     spec: ExportSpec,
     export_dir: str | None = None,
     calibration_texts: Sequence[str] | None = None,
+    redo: bool = False,
 ) -> tuple[Path, str]:
     """The folder of ``spec``'s export of ``encoder`` (loaded from ``model_path``), and whether it
-    was ``"reused"``, ``"exported"`` or ``"re-exported"`` (the model changed since)."""
+    was ``"reused"``, ``"exported"`` or ``"re-exported"`` (the model changed since, or ``redo``:
+    the cached export failed to load)."""
     require_runtime(spec)  # a missing package fails before anything is written
     folder = export_folder(model_path, spec, export_dir)
     check_exportable(encoder, model_path)
+    check_target(folder, folder=True, overwrite=True)  # a refusal leaves no lock file behind
     stamp = fingerprint(model_path, spec)
     with _locked(folder):
         meta = read_meta(folder)
-        if meta is not None and meta.get("fingerprint") == stamp:
+        if meta is not None and meta.get("fingerprint") == stamp and not redo:
             return folder, "reused"
         status = "exported" if meta is None else "re-exported"
         if meta is not None:
@@ -204,6 +207,15 @@ def load_backend(
         encoder, tokenizer, model_path, spec, export_dir, calibration_texts
     )
     logger.info("%s export %s: %s", spec.name, status, folder)
-    towers = _MODULES[backend].load(folder, read_meta(folder)["towers"], threads)
+    try:
+        towers = _MODULES[backend].load(folder, read_meta(folder)["towers"], threads)
+    except Exception as exc:  # a damaged cached export (e.g. onnxruntime's InvalidProtobuf)
+        if status != "reused":
+            raise
+        logger.warning("%s does not load (%s): exporting it again", folder, exc)
+        ensure_export(
+            encoder, tokenizer, model_path, spec, export_dir, calibration_texts, redo=True
+        )
+        towers = _MODULES[backend].load(folder, read_meta(folder)["towers"], threads)
     pooler = encoder.pooler.cpu().eval() if encoder.pooler is not None else None
     return ExportedEncoder(encoder.settings, pooler, towers, spec.name)
