@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from densekit.commands import run_guarded
@@ -44,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="encoder threads (default: the cores less one, at least 1, leaving a core to "
+        "answer requests)",
+    )
+    p.add_argument(
         "--batch_window_ms",
         type=float,
         default=2.0,
@@ -63,12 +71,13 @@ def _searchers(args: argparse.Namespace):
         quantize=args.quantize,
         export_dir=args.export_dir,
         precision=args.precision,
+        threads=args.threads,
     )
     if args.folder:
         if args.model or args.index or args.corpus:
             raise ConfigError("give a folder, or --model with --index and --corpus, not both")
         return load_searchers(
-            args.folder, args.backend, args.quantize, args.export_dir, args.precision
+            args.folder, args.backend, args.quantize, args.export_dir, args.precision, args.threads
         )
     if not (args.model and args.index and args.corpus):
         raise ConfigError("give a recipe output folder, or all of --model, --index and --corpus")
@@ -84,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--port must lie in 1..65535, got {args.port}")
     if args.batch_window_ms < 0:
         raise ConfigError(f"--batch_window_ms must not be negative, got {args.batch_window_ms}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be positive, got {args.threads}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    args.threads = args.threads or max(1, (cores or 1) - 1)
+    # OpenMP threads that sleep between calls leave the cores to the event loop (read by
+    # torch's OpenMP when it starts, so before torch is imported)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import uvicorn
 

@@ -165,6 +165,7 @@ def load_searchers(
     quantize: str | None = None,
     export_dir: str | None = None,
     precision: str = "fp32",
+    threads: int | None = None,
 ) -> Searchers:
     """Every searcher of a searcher folder (or of a recipe output holding ``searcher/``).
 
@@ -179,6 +180,7 @@ def load_searchers(
         quantize=quantize,
         export_dir=export_dir,
         precision=precision,
+        threads=threads,
         overrides=dict(manifest.get("encoder_settings", {})),
     )
     hybrid = manifest["hybrid"]

@@ -32,7 +32,9 @@ def rank_batch(searchers: Searchers, requests: Sequence[Request]) -> list[Rankin
     ids = [str(i) for i in range(len(requests))]
     depth = max(r.k for r in requests)
     hybrid = searchers.get("hybrid")
-    candidates = max(depth, hybrid.depth)
+    # hybrid requests fuse each side's top ``hybrid.depth``; without one, the top ``depth`` do
+    wants_hybrid = any(r.mode == "hybrid" for r in requests)
+    candidates = max(depth, hybrid.depth) if wants_hybrid else depth
     rankings: dict[str, dict[str, Ranking]] = {}
     for side in ("bm25", "dense"):
         chosen = [i for i, r in zip(ids, requests, strict=True) if r.mode in (side, "hybrid")]

@@ -114,11 +114,17 @@ def export(
 
 
 def load(folder: Path, names: list[str], threads: int | None) -> dict[str, Tower]:
-    """One CPU inference session per tower, all graph optimisations on."""
+    """One CPU inference session per tower, all graph optimisations on.
+
+    With ``threads`` given (a server sharing its cores with request handling) worker threads
+    sleep between calls instead of spinning, so they do not take the cores from the rest.
+    """
     ort = require("onnxruntime", "onnx")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or 0  # 0: ORT's default, one per physical core
+    if threads:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     towers: dict[str, Tower] = {}
     for name in names:
