@@ -36,6 +36,8 @@ COMMANDS = {
     "jax-train": ("jax_train", "train on the JAX path (TPU/GPU/CPU; densekit[jax])"),
     "jax-encode": ("jax_encode", "densekit encode on the JAX path (densekit[jax])"),
     "export": ("export", "export a model once for ONNX Runtime / OpenVINO (fp32 or int8)"),
+    "train-reranker": ("train_reranker", "train a cross-encoder reranker (listwise/bce/distill)"),
+    "rerank": ("rerank", "rerank a run's top hits with a cross-encoder"),
     "serve": ("serve", "BM25/dense/hybrid search over HTTP with a results page (densekit[serve])"),
 }
 

@@ -13,6 +13,7 @@ from densekit.search.dense import DenseSearcher
 from densekit.search.folder import MODES, Searchers, load_searcher, load_searchers
 from densekit.search.hits import Hit, RankingSearcher, Searcher
 from densekit.search.hybrid import HybridSearcher
+from densekit.search.rerank import RerankingSearcher
 
 __all__ = [
     "MODES",
@@ -22,6 +23,7 @@ __all__ = [
     "Hit",
     "HybridSearcher",
     "RankingSearcher",
+    "RerankingSearcher",
     "Searcher",
     "Searchers",
     "load_searcher",

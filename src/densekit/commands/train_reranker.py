@@ -1,0 +1,143 @@
+"""``densekit train-reranker``: train a cross-encoder on any training file densekit reads.
+
+A separate command rather than ``densekit train --model_type reranker``: most of the
+bi-encoder's flags — pooling, normalize, temperature, cross-device negatives, GradCache,
+Matryoshka, query/passage towers and their two max lengths — mean nothing for a model that reads
+query and passage as one sequence, and a flag that parses but does nothing misleads. This command
+takes only what a cross-encoder uses: groups of 1 positive + n negatives
+(``--train_group_size``, FlagEmbedding's name), one ``--max_len`` for the pair (FlagEmbedding's
+``--query_max_len`` + ``--passage_max_len`` add up to it; Tevatron's ``--rerank_max_len`` is the
+same), ``--loss listwise|bce|distill`` and the HF Trainer's usual flags.
+
+Data: Tevatron v1/v2 (with ``--corpus_path`` for ids), FlagEmbedding/PaddleNLP (``pos_scores``/
+``neg_scores`` feed ``--loss distill``), or a file ``densekit mine`` wrote over a BEIR corpus.
+Bad input is one line and exit 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from densekit import precision
+from densekit.commands import run_guarded
+from densekit.errors import ConfigError
+from densekit.modeling.reranker import ACTIVATIONS
+from densekit.modeling.reranker_losses import ALIASES, RERANKER_LOSSES
+from densekit.training.reranker_trainer import RerankerRun, train_reranker
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="densekit train-reranker", description=__doc__.splitlines()[0]
+    )
+    add = parser.add_argument
+    add("--model_name_or_path", "--model", required=True, help="backbone or cross-encoder folder")
+    add("--dataset_path", "--train_data", "--train_dir", nargs="+", required=True,
+        help="training jsonl file(s) or folder(s), any format densekit reads")  # fmt: skip
+    add("--corpus_path", help="corpus for passages given by id (Tevatron v2, densekit mine)")
+    add("--output_dir", required=True)
+    add("--overwrite_output_dir", action="store_true")
+    add("--train_group_size", "--train_n_passages", type=int, default=8,
+        help="passages per query: 1 positive + n-1 negatives (default 8)")  # fmt: skip
+    add("--max_len", "--rerank_max_len", "--max_length", type=int, default=None,
+        help="max tokens of the (query, passage) pair (default 512, or the two below summed)")  # fmt: skip
+    add("--query_max_len", type=int, help="FlagEmbedding's: added to --passage_max_len")
+    add("--passage_max_len", type=int, help="FlagEmbedding's: added to --query_max_len")
+    losses = sorted([*RERANKER_LOSSES, *ALIASES])
+    add("--loss", default="listwise", choices=losses, help="listwise (default), bce or distill")
+    add("--distill_temperature", type=float, default=1.0, help="softmax temperature of distill")
+    add("--activation", choices=sorted(ACTIVATIONS),
+        help="applied to scores (and by ST's CrossEncoder); default sigmoid for bce, else identity")  # fmt: skip
+    add("--query_prefix", "--query_instruction_for_rerank", default="")
+    add("--passage_prefix", "--passage_instruction_for_rerank", default="")
+    add("--max_example_num_per_dataset", type=int, help="cap on records read per file")
+    add("--learning_rate", type=float, default=2e-5)
+    add("--weight_decay", type=float, default=0.0)
+    add("--warmup_steps", type=float, default=0, help="steps, or a fraction of all steps if < 1")
+    add("--warmup_ratio", type=float, help="fraction of all steps (older transformers' flag)")
+    add("--num_train_epochs", type=float, default=1.0)
+    add("--max_steps", type=int, default=-1)
+    add("--per_device_train_batch_size", type=int, default=8)
+    add("--gradient_accumulation_steps", type=int, default=1)
+    add("--gradient_checkpointing", "--recompute", action="store_true")
+    add("--bf16", action="store_true", help="bf16 mixed precision (same as --precision bf16)")
+    add("--precision", default="fp32", choices=precision.PRECISIONS)
+    add("--save_steps", type=int, default=500)
+    add("--save_total_limit", type=int)
+    add("--logging_steps", type=int, default=10)
+    add("--seed", type=int, default=42)
+    add("--dataloader_num_workers", type=int, default=0)
+    add("--resume_from_checkpoint")
+    return parser
+
+
+def pair_length(args: argparse.Namespace) -> int:
+    """One max length for the pair: ``--max_len``, else FlagEmbedding's two lengths summed."""
+    if args.max_len is not None:
+        if args.query_max_len is not None or args.passage_max_len is not None:
+            raise ConfigError("give --max_len, or --query_max_len + --passage_max_len, not both")
+        return args.max_len
+    if args.query_max_len is None and args.passage_max_len is None:
+        return 512
+    return (args.query_max_len or 32) + (args.passage_max_len or 128)
+
+
+def to_run(args: argparse.Namespace) -> RerankerRun:
+    """The parsed flags as the library's run description (nothing below takes a Namespace)."""
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "save_steps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.max_steps == 0 or args.num_train_epochs <= 0:
+        raise ConfigError("--max_steps 0 / --num_train_epochs <= 0 would train nothing")
+    bf16 = precision.resolve("bf16" if args.bf16 else args.precision) == "bf16"
+    training = {
+        "learning_rate": args.learning_rate,
+        "weight_decay": args.weight_decay,
+        "warmup_steps": args.warmup_ratio if args.warmup_ratio is not None else args.warmup_steps,
+        "num_train_epochs": args.num_train_epochs,
+        "max_steps": args.max_steps,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "bf16": bf16,
+        "save_steps": args.save_steps,
+        "save_total_limit": args.save_total_limit,
+        "logging_steps": args.logging_steps,
+        "seed": args.seed,
+        "dataloader_num_workers": args.dataloader_num_workers,
+    }
+    if args.resume_from_checkpoint:
+        training["resume_from_checkpoint"] = args.resume_from_checkpoint
+    return RerankerRun(
+        model_name_or_path=args.model_name_or_path,
+        dataset_path=args.dataset_path,
+        corpus_path=args.corpus_path,
+        output_dir=args.output_dir,
+        overwrite_output_dir=args.overwrite_output_dir or bool(args.resume_from_checkpoint),
+        train_group_size=args.train_group_size,
+        max_len=pair_length(args),
+        loss=args.loss,
+        distill_temperature=args.distill_temperature,
+        activation=args.activation,
+        query_prefix=args.query_prefix,
+        passage_prefix=args.passage_prefix,
+        max_examples_per_file=args.max_example_num_per_dataset,
+        training=training,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    trainer = train_reranker(to_run(args))
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    if losses:
+        print(
+            f"trained {trainer.state.global_step} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+        )
+    print(f"saved {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))

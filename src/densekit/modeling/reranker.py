@@ -1,0 +1,414 @@
+"""Cross-encoder rerankers: score ``(query, passage)`` jointly, one number per pair.
+
+A bi-encoder embeds query and passage apart and compares vectors; a cross-encoder reads both in
+one sequence, so every layer can relate query tokens to passage tokens (exact matches, word
+order, negation) — more accurate and far slower, hence used on a first stage's top hits only.
+
+The model is ``AutoModelForSequenceClassification(num_labels=1)``: for encoder backbones (BERT,
+MiniLM, RoBERTa) the head reads the first token; for decoder backbones (LLaMA, Qwen2) transformers
+scores the last non-padding token (located through ``config.pad_token_id``, which is set here
+when the tokenizer lacks a pad token). The folder is therefore a plain HF sequence-classification
+folder plus:
+
+- ``densekit_reranker_config.json`` — max length, query/passage prefixes, the activation;
+- the files sentence-transformers' ``CrossEncoder`` reads (ST 6: ``modules.json``,
+  ``sentence_bert_config.json``, ``config_sentence_transformers.json``; ST 4/5: the
+  ``sentence_transformers`` entry of ``config.json``; the max length as the tokenizer's
+  ``model_max_length``), so ``CrossEncoder(folder).predict`` gives densekit's scores.
+
+A folder saved by sentence-transformers (or any HF sequence-classification folder with one label)
+loads here too, with the activation and max length ST would use. Prefixes are densekit's: ST's
+``CrossEncoder`` does not prepend them, so a model trained with prefixes is scored by ST on the
+texts with the prefixes added by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BatchEncoding,
+    PreTrainedTokenizerBase,
+)
+
+from densekit.data.formatting import TextFormat
+from densekit.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "densekit_reranker_config.json"
+# densekit's activation names -> the class path sentence-transformers stores and imports
+ACTIVATIONS = {
+    "identity": "torch.nn.modules.linear.Identity",
+    "sigmoid": "torch.nn.modules.activation.Sigmoid",
+    "tanh": "torch.nn.modules.activation.Tanh",
+}
+_ST_FILES = {
+    "modules.json": [
+        {
+            "idx": 0,
+            "name": "0",
+            "path": "",
+            "type": "sentence_transformers.base.modules.transformer.Transformer",
+        }
+    ],
+    "sentence_bert_config.json": {
+        "transformer_task": "sequence-classification",
+        "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+        "module_output_name": "scores",
+    },
+}
+_DEFAULT_MAX_LEN = 512
+
+
+@dataclass
+class RerankerConfig(TextFormat):
+    """What besides weights decides a pair's score: the text format, max length, activation.
+
+    ``activation`` is applied to the logit for the scores reported (ST's ``predict`` applies the
+    same); rankings always follow the logit, which the monotone activations keep in order.
+    """
+
+    max_len: int = _DEFAULT_MAX_LEN
+    activation: str = "identity"
+    padding_side: str = "right"
+    base_model_name_or_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"reranker activation {self.activation!r}: expected one of {', '.join(ACTIVATIONS)}"
+            )
+        if int(self.max_len) < 2:
+            raise ConfigError(f"reranker max length must be at least 2, got {self.max_len}")
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / CONFIG_NAME).write_text(
+            json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8"
+        )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RerankerConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names and v is not None})
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc})") from None
+    return value if isinstance(value, dict) else {}
+
+
+def _activation_name(path: str | None, num_labels: int) -> str:
+    """densekit's name for an activation class path sentence-transformers saved."""
+    if path is None:  # ST's default: sigmoid for one label
+        return "sigmoid" if num_labels == 1 else "identity"
+    for name, full in ACTIVATIONS.items():
+        if path == full or path.rsplit(".", 1)[-1].lower() == name:
+            return name
+    raise ConfigError(
+        f"cross-encoder activation {path!r} is not supported (expected Identity, Sigmoid or Tanh)"
+    )
+
+
+def st_settings(folder: str | Path, model_config: Any) -> dict[str, Any]:
+    """Settings a sentence-transformers (or plain HF) cross-encoder folder implies: the
+    activation ST would apply (ST 6 ``config_sentence_transformers.json``, ST 4/5
+    ``config.json`` ``sentence_transformers``, older ``sbert_ce_default_activation_function``,
+    else sigmoid for one label) and the max length (``sentence_bert_config.json``
+    ``max_seq_length``, else the tokenizer's ``model_max_length``, capped by the positions)."""
+    folder = Path(folder)
+    st6 = _read_json(folder / "config_sentence_transformers.json")
+    path = st6.get("activation_fn")
+    if path is None:
+        legacy = getattr(model_config, "sentence_transformers", None) or {}
+        path = legacy.get("activation_fn") if isinstance(legacy, dict) else None
+    if path is None:
+        path = getattr(model_config, "sbert_ce_default_activation_function", None)
+    settings: dict[str, Any] = {"activation": _activation_name(path, model_config.num_labels)}
+    limit = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+    if limit is None:
+        limit = _read_json(folder / "tokenizer_config.json").get("model_max_length")
+    positions = getattr(model_config, "max_position_embeddings", None) or _DEFAULT_MAX_LEN
+    if isinstance(limit, (int, float)) and 1 < limit < 10**9:
+        settings["max_len"] = int(min(limit, positions))
+    else:
+        settings["max_len"] = int(min(_DEFAULT_MAX_LEN, positions))
+    return settings
+
+
+class CrossEncoderReranker(nn.Module):
+    """A sequence-classification backbone with one output, its tokenizer and settings.
+
+    ``forward`` returns one logit per pair; :meth:`score` batches pairs by length and applies
+    the activation; :meth:`rerank_run` reranks a run's top hits (``densekit rerank`` and
+    ``search.RerankingSearcher`` share it).
+    """
+
+    def __init__(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, settings: RerankerConfig
+    ) -> None:
+        super().__init__()
+        if getattr(model.config, "num_labels", 1) != 1:
+            raise ConfigError(
+                f"a reranker needs one output (num_labels=1), this model has "
+                f"{model.config.num_labels}"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings
+        _prepare_padding(model, tokenizer, settings.padding_side)
+
+    # ------------------------------------------------------------------ building and folders
+
+    @classmethod
+    def from_backbone(
+        cls, name_or_path: str, settings: RerankerConfig | None = None, **model_kwargs: Any
+    ) -> CrossEncoderReranker:
+        """A new reranker from a backbone (its head, if any, is kept when it has one label)."""
+        settings = settings or RerankerConfig()
+        settings.base_model_name_or_path = settings.base_model_name_or_path or str(name_or_path)
+        tokenizer = _load_tokenizer(name_or_path)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                name_or_path, num_labels=1, **model_kwargs
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load {name_or_path!r}: {str(exc).splitlines()[0]}") from None
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if positions and settings.max_len > positions:
+            settings.max_len = int(positions)
+        return cls(model, tokenizer, settings)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **overrides: Any) -> CrossEncoderReranker:
+        """Load a densekit reranker folder, or a sentence-transformers ``CrossEncoder`` folder
+        (or a plain one-label HF classifier) with the settings ST would use.
+        ``overrides`` (e.g. ``max_len``) win over the folder's settings when not None."""
+        folder = Path(path)
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"{folder}: not a model folder (no config.json)")
+        try:
+            model_config = AutoConfig.from_pretrained(folder)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{folder}: {str(exc).splitlines()[0]}") from None
+        values = st_settings(folder, model_config)
+        values.update(_read_json(folder / CONFIG_NAME))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = RerankerConfig.from_dict(values)
+        tokenizer = _load_tokenizer(str(folder))
+        if model_config.num_labels != 1:
+            raise ConfigError(
+                f"{folder}: a reranker needs one output (num_labels=1), found "
+                f"{model_config.num_labels}"
+            )
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        return cls(model.eval(), tokenizer, settings)
+
+    def save_pretrained(
+        self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        """HF folder + tokenizer + ST cross-encoder files + densekit's config (written last)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        activation = ACTIVATIONS[self.settings.activation]
+        self.model.config.sentence_transformers = {"activation_fn": activation}  # ST 4/5
+        if state_dict is not None:
+            state_dict = {k.removeprefix("model."): v for k, v in state_dict.items()}
+        self.model.save_pretrained(folder, state_dict=state_dict)
+        limit = self.tokenizer.model_max_length
+        self.tokenizer.model_max_length = self.settings.max_len  # what ST truncates to
+        try:
+            self.tokenizer.save_pretrained(folder)
+        finally:
+            self.tokenizer.model_max_length = limit
+        for name, value in _ST_FILES.items():
+            (folder / name).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+        st_config = {
+            "model_type": "CrossEncoder",
+            "activation_fn": activation,
+            "prompts": {},
+            "default_prompt_name": None,
+        }
+        (folder / "config_sentence_transformers.json").write_text(
+            json.dumps(st_config, indent=2) + "\n", encoding="utf-8"
+        )
+        self.settings.save(folder)
+
+    # ------------------------------------------------------------------ training hooks
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None):
+        """Called by the HF Trainer for ``--gradient_checkpointing``; non-reentrant suits DDP."""
+        kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
+        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+    # ------------------------------------------------------------------ scoring
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """One logit per pair, shape ``[n]``."""
+        return self.model(**inputs).logits.view(-1)
+
+    def format_pair(self, query: str, title: str | None, text: str | None) -> tuple[str, str]:
+        """The two texts the tokenizer sees for a query and a passage (prefixes applied)."""
+        return self.settings.format_query(query), self.settings.format_passage(text, title)
+
+    def tokenize(
+        self, pairs: Sequence[tuple[str, str]], max_len: int | None = None
+    ) -> BatchEncoding:
+        """Pairs as one padded batch, truncated longest-first to ``max_len`` (ST's way)."""
+        queries = [q for q, _ in pairs]
+        passages = [p for _, p in pairs]
+        return self.tokenizer(
+            queries,
+            passages,
+            max_length=max_len or self.settings.max_len,
+            truncation=True,
+            padding=True,
+            return_tensors="pt",
+        )
+
+    def activate(self, logits: np.ndarray) -> np.ndarray:
+        """The configured activation, in float64 (sigmoid saturates later than in float32)."""
+        logits = np.asarray(logits, dtype=np.float64)
+        if self.settings.activation == "sigmoid":
+            return 1.0 / (1.0 + np.exp(-logits))
+        if self.settings.activation == "tanh":
+            return np.tanh(logits)
+        return logits
+
+    @torch.inference_mode()
+    def logits(
+        self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, max_len: int | None = None
+    ) -> np.ndarray:
+        """Raw logits of formatted pairs, batched by token length (little padding)."""
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be positive, got {batch_size}")
+        encoded = self.tokenizer(
+            [q for q, _ in pairs],
+            [p for _, p in pairs],
+            max_length=max_len or self.settings.max_len,
+            truncation=True,
+            padding=False,
+        )
+        order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
+        keys = list(encoded.keys())
+        out = np.zeros(len(pairs), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        device = next(self.model.parameters()).device
+        try:
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                batch = self.tokenizer.pad(
+                    {key: [encoded[key][i] for i in rows] for key in keys},
+                    padding=True,
+                    return_tensors="pt",
+                )
+                batch = {k: v.to(device) for k, v in batch.items()}
+                out[rows] = self(**batch).float().cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    def score(
+        self,
+        queries: Sequence[str],
+        passages: Sequence[str | tuple[str, str]],
+        batch_size: int = 32,
+        activation: bool = True,
+    ) -> np.ndarray:
+        """Scores of ``(queries[i], passages[i])``; a passage is a text or ``(title, text)``.
+
+        With ``activation`` the numbers are the ones ST's ``CrossEncoder.predict`` reports.
+        """
+        if len(queries) != len(passages):
+            raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
+        pairs = [
+            self.format_pair(q, *(p if isinstance(p, tuple) else ("", p)))
+            for q, p in zip(queries, passages, strict=True)
+        ]
+        logits = self.logits(pairs, batch_size)
+        return self.activate(logits) if activation else logits.astype(np.float64)
+
+    def rerank_run(
+        self,
+        run: Iterable[tuple[str, Mapping[str, float]]],
+        queries: Mapping[str, str],
+        document: Callable[[str], tuple[str, str]],
+        depth: int = 100,
+        batch_size: int = 32,
+        queries_per_chunk: int = 64,
+    ) -> Iterator[tuple[str, dict[str, float]]]:
+        """Rerank each query's top ``depth`` hits; yields ``(qid, {docid: score})`` best first.
+
+        ``document(docid) -> (title, text)``. Pairs of ``queries_per_chunk`` queries are
+        scored together (sorted by length), so memory stays bounded and output can stream.
+        Ties on the logit keep the first stage's order.
+        """
+        if depth < 1:
+            raise ConfigError(f"depth must be positive, got {depth}")
+        chunk: list[tuple[str, list[str]]] = []
+        for qid, hits in run:
+            chunk.append((qid, list(hits)[:depth]))
+            if len(chunk) >= queries_per_chunk:
+                yield from self._rerank_chunk(chunk, queries, document, batch_size)
+                chunk = []
+        if chunk:
+            yield from self._rerank_chunk(chunk, queries, document, batch_size)
+
+    def _rerank_chunk(
+        self,
+        chunk: list[tuple[str, list[str]]],
+        queries: Mapping[str, str],
+        document: Callable[[str], tuple[str, str]],
+        batch_size: int,
+    ) -> Iterator[tuple[str, dict[str, float]]]:
+        pairs = []
+        for qid, docids in chunk:
+            if qid not in queries:
+                raise DataError("queries", f"query {qid!r} of the run is not in the queries")
+            pairs += [self.format_pair(queries[qid], *document(docid)) for docid in docids]
+        logits = self.logits(pairs, batch_size)
+        start = 0
+        for qid, docids in chunk:
+            mine = logits[start : start + len(docids)]
+            start += len(docids)
+            order = sorted(range(len(docids)), key=lambda i: -float(mine[i]))
+            scores = self.activate(mine)
+            yield qid, {docids[i]: float(scores[i]) for i in order}
+
+
+def _load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load tokenizer {path!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _prepare_padding(model: nn.Module, tokenizer: PreTrainedTokenizerBase, side: str) -> None:
+    """Decoders ship without a pad token: use EOS, and tell the model, whose last-token score
+    skips padding by ``config.pad_token_id`` (it cannot score a batch without one)."""
+    tokenizer.padding_side = side
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ConfigError("this tokenizer has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
