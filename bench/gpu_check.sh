@@ -48,7 +48,8 @@ fi
     echo "no CUDA device: nothing installed, nothing measured; the GPU tests are collected and skipped"
   fi
   echo "== pytest -m gpu tests/gpu"
-  timeout "$(left 280)" "$PY" -m pytest tests/gpu -m gpu --confcutdir=tests/gpu -p no:cacheprovider \
+  PYTHONPATH="tests/gpu${PYTHONPATH:+:$PYTHONPATH}" timeout "$(left 280)" "$PY" -m pytest tests/gpu -m gpu \
+    --confcutdir=tests/gpu -p gpu_plugin -p no:cacheprovider \
     -q -rA --junitxml "$OUT/pytest.xml"
   echo "@@ pytest rc=$?"
   if [ "$CUDA" = 1 ]; then

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,10 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 import datasets  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+# The GPU tests' fixtures and CUDA skip (a plugin, so that ``conftest`` stays this module).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "gpu"))
+pytest_plugins = ["gpu_plugin"]
 
 # In case a plugin imported datasets before this module ran.
 datasets.config.HF_DATASETS_CACHE = Path(os.environ["HF_DATASETS_CACHE"])

@@ -93,3 +93,19 @@ def test_cli_qrels_without_known_queries(files: dict[str, Path], tmp_path: Path)
             ]
         )
     assert not out.exists()
+
+
+def test_ties_at_the_cut_off_are_chosen_by_docid():
+    """20 identical passages tie on every query: any depth gives the lowest docids, so a shallow
+    ranking is a prefix of a deeper one (the server asks different depths of one query)."""
+    import datasets
+
+    from densekit.retrieval.bm25 import BM25Index
+
+    ids = [f"d{i:02d}" for i in range(20)]
+    corpus = datasets.Dataset.from_dict(
+        {"docid": ids[::-1], "title": [""] * 20, "text": ["kinase signalling"] * 20}
+    )
+    index = BM25Index.build(corpus)
+    for depth in (1, 3, 7, 12):
+        assert list(index.search(["kinase"], depth)[0]) == ids[:depth]

@@ -25,6 +25,7 @@ from densekit.retrieval.embeddings import read_ids, write_ids
 
 logger = logging.getLogger(__name__)
 _PARALLEL_QUERIES = 256
+_TIE_MARGIN = 8
 _META = "densekit_bm25.json"
 _IDS = "ids.txt"
 
@@ -97,20 +98,38 @@ class BM25Index:
             return_ids=False,
             show_progress=False,
         )
-        k = min(depth, len(self.doc_ids))
-        threads = _cpu_count() if len(query_tokens) >= _PARALLEL_QUERIES else 0
-        rows, scores = self.retriever.retrieve(
-            query_tokens, k=k, n_threads=threads, show_progress=False
-        )
-        return [self._hits(r, s) for r, s in zip(rows, scores, strict=True)]
+        if not isinstance(query_tokens, list):
+            query_tokens = list(query_tokens)
+        # Documents tied at the cut-off are chosen by docid, not by bm25s's partition order, so
+        # any depth gives a prefix of one ranking: a query whose deepest candidate still ties
+        # the cut-off is asked again with twice as many.
+        rankings: list[dict[str, float] | None] = [None] * len(query_tokens)
+        pending, k = list(range(len(query_tokens))), depth + _TIE_MARGIN
+        while pending:
+            k = min(k, len(self.doc_ids))
+            tokens = [query_tokens[i] for i in pending]
+            threads = _cpu_count() if len(tokens) >= _PARALLEL_QUERIES else 0
+            rows, scores = self.retriever.retrieve(
+                tokens, k=k, n_threads=threads, show_progress=False
+            )
+            again = []
+            for i, query_rows, query_scores in zip(pending, rows, scores, strict=True):
+                ordered = np.sort(query_scores)[::-1]
+                tied = depth < k and ordered[-1] > 0 and ordered[-1] == ordered[depth - 1]
+                if tied and k < len(self.doc_ids):
+                    again.append(i)
+                else:
+                    rankings[i] = self._hits(query_rows, query_scores, depth)
+            pending, k = again, k * 2
+        return rankings
 
-    def _hits(self, rows: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    def _hits(self, rows: np.ndarray, scores: np.ndarray, depth: int) -> dict[str, float]:
         hits = [
             (self.doc_ids[row], float(score))
             for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
             if score > 0
         ]
-        return dict(sorted(hits, key=lambda hit: (-hit[1], hit[0])))
+        return dict(sorted(hits, key=lambda hit: (-hit[1], hit[0]))[:depth])
 
 
 def bm25_run(

@@ -1,9 +1,12 @@
-"""GPU tests (``pytest -m gpu``): collected everywhere, skipped with the reason where CUDA is
-missing, so CI (no GPU) lists them as skipped; ``bash bench/gpu_check.sh OUT`` runs them on one.
+"""The GPU tests' pytest plugin (``pytest -m gpu``): they are collected everywhere and skipped
+with the reason where CUDA is missing, so CI (no GPU) lists them as skipped;
+``bash bench/gpu_check.sh OUT`` runs them on one.
 
-On the GPU machine the check runs pytest with ``--confcutdir tests/gpu``, so this file is the
-only conftest loaded there (the suite's root conftest imports packages the GPU image may lack);
-it therefore sets the offline environment itself and shares no fixture with the root one.
+A plugin, not a ``conftest.py``: the test folders import helpers with ``from conftest import``,
+and a second ``conftest`` module would take that name from the root one. The root conftest
+loads this plugin; on the GPU machine the check runs ``pytest --confcutdir tests/gpu -p
+gpu_plugin`` (the root conftest imports packages the GPU image may lack), so it sets the offline
+environment itself and shares no fixture with the root one.
 """
 
 from __future__ import annotations
