@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,3 +122,101 @@ def test_bad_input_is_one_line_exit_2_nothing_written(
     assert message in err[0], err
     assert not out.exists()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# ---------------------------------------------------------------- --backend onnx / openvino
+
+
+@pytest.fixture(scope="module")
+def minilm_reranker(minilm, tmp_path_factory) -> str:
+    """MiniLM's encoder under a seeded random one-label head: real attention patterns, so the
+    scores spread and their order means something (a tiny random BERT's logits are ~constant)."""
+    folder = tmp_path_factory.mktemp("minilm-reranker")
+    torch.manual_seed(0)
+    CrossEncoderReranker.from_backbone(minilm, RerankerConfig(max_len=128)).save_pretrained(folder)
+    return str(folder)
+
+
+def _rerank(model: str, inputs: dict[str, str], out: Path, *flags: str) -> dict:
+    argv = ["--model", model, "--run", inputs["run"], "--corpus", inputs["corpus"],
+            "--queries", inputs["queries"], "--save_ranking_to", str(out), *flags]  # fmt: skip
+    assert main(argv) == 0
+    return read_run(out)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_fp32_export_scores_equal_torch(minilm_reranker, tmp_path, backend):
+    pytest.importorskip("onnxruntime" if backend == "onnx" else "openvino")
+    inputs = write_inputs(tmp_path / "in")
+    torch_run = _rerank(minilm_reranker, inputs, tmp_path / "torch.trec")
+    export = tmp_path / "export"
+    flags = ("--backend", backend, "--export_dir", str(export))
+    exported = _rerank(minilm_reranker, inputs, tmp_path / "exported.trec", *flags)
+    assert (export / f"{backend}-fp32" / "meta.json").is_file()
+    assert not (Path(minilm_reranker) / "densekit_export").exists()
+    for qid, hits in torch_run.items():
+        assert list(exported[qid]) == list(hits)
+        assert list(exported[qid].values()) == pytest.approx(list(hits.values()), rel=1e-4)
+    # the cached export is reused (same answer)
+    again = _rerank(minilm_reranker, inputs, tmp_path / "again.trec", *flags)
+    assert again == exported
+
+
+def test_int8_export_keeps_the_order(minilm_reranker, tmp_path, scifact_slice):
+    """ONNX Runtime dynamic int8 on 40 SciFact passages for 3 queries: Spearman >= 0.9 against
+    torch's scores, and most of each query's top 10."""
+    pytest.importorskip("onnxruntime")
+    from scipy.stats import spearmanr
+
+    from densekit.inference.backends.rerank import load_reranker
+
+    docs = [json.loads(line) for line in (scifact_slice / "corpus.jsonl").open()][:40]
+    queries = [json.loads(line)["text"] for line in (scifact_slice / "queries.jsonl").open()][:3]
+    passages = [(d["title"], d["text"]) for d in docs]
+    torch_model = load_reranker(minilm_reranker)
+    int8 = load_reranker(minilm_reranker, "onnx", "int8", export_dir=str(tmp_path))
+    assert int8.backend == "onnx-int8"
+    for query in queries:
+        want = torch_model.score([query] * len(docs), passages, activation=False)
+        got = int8.score([query] * len(docs), passages, activation=False)
+        assert spearmanr(got, want)[0] >= 0.9
+        top = set(np.argsort(-want)[:10].tolist())
+        assert len(top & set(np.argsort(-got)[:10].tolist())) >= 8
+
+
+def test_missing_runtime_is_one_line_naming_the_extra(reranker_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises
+    inputs = write_inputs(tmp_path / "in")
+    argv = ["--model", reranker_dir, "--run", inputs["run"], "--corpus", inputs["corpus"],
+            "--queries", inputs["queries"], "--save_ranking_to", str(tmp_path / "out.trec"),
+            "--backend", "onnx", "--export_dir", str(tmp_path / "export")]  # fmt: skip
+    assert run_guarded(main, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'densekit[onnx]'" in err[0], err
+    assert not (tmp_path / "out.trec").exists() and not (tmp_path / "export").exists()
+
+
+def test_decoder_only_and_lora_rerankers_are_refused(tiny_decoder, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from densekit.errors import ConfigError
+    from densekit.inference.backends.rerank import load_reranker
+
+    decoder = tmp_path / "llama-reranker"
+    CrossEncoderReranker.from_backbone(tiny_decoder("llama")).save_pretrained(decoder)
+    with pytest.raises(ConfigError, match=r"decoder-only.*reranks with --backend torch"):
+        load_reranker(decoder, "onnx")
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="LoRA adapter"):
+        load_reranker(lora, "onnx")
+    assert not (decoder / "densekit_export").exists()
+
+
+def test_quantize_without_an_export_backend_is_refused(reranker_dir, tmp_path, capsys):
+    inputs = write_inputs(tmp_path / "in")
+    argv = ["--model", reranker_dir, "--run", inputs["run"], "--corpus", inputs["corpus"],
+            "--queries", inputs["queries"], "--save_ranking_to", str(tmp_path / "out.trec"),
+            "--quantize", "int8"]  # fmt: skip
+    assert run_guarded(main, argv) == 2
+    assert "needs --backend onnx or openvino" in capsys.readouterr().err

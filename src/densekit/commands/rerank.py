@@ -5,6 +5,9 @@ folder. Pairs are scored in batches sorted by length, a chunk of queries at a ti
 output run is written as it is scored, under a temporary name renamed when complete. Every
 input problem (a missing file, a query or document the run names but the queries or corpus
 lack, a bad depth) is found before the model is loaded and is one line with exit code 2.
+``--backend onnx|openvino [--quantize int8]`` scores with the model's sequence-classification
+graph exported once (cached beside the model, or in ``--export_dir``) and checked against torch
+before use; OpenVINO int8 calibrates on a fixed sample of the run's pairs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--run_tag", default="densekit-rerank")
     add("--batch_size", type=int, default=32, help="pairs per forward pass")
     add("--max_len", "--rerank_max_len", type=int, help="max pair tokens (default: the model's)")
+    add("--backend", choices=("torch", "onnx", "openvino"), default="torch",
+        help="torch (default), or the model exported once to onnx / openvino")  # fmt: skip
+    add("--quantize", choices=("int8",), default=None, help="int8 weights (onnx/openvino)")
+    add("--export_dir", default=None, help="export cache (default: beside the model)")
     return parser
 
 
@@ -65,7 +72,30 @@ def main(argv: list[str] | None = None) -> int:
     queries = dict(zip(table["query_id"], table["text"], strict=True))
     corpus = CorpusStore.open(args.corpus)
     check_inputs(run, queries, corpus, args.depth, (args.run, args.queries, args.corpus))
-    reranker = CrossEncoderReranker.from_pretrained(args.model, max_len=args.max_len)
+    if args.quantize and args.backend == "torch":
+        raise ConfigError("--quantize int8 needs --backend onnx or openvino")
+    if args.backend == "torch":
+        reranker = CrossEncoderReranker.from_pretrained(args.model, max_len=args.max_len)
+    else:
+        from densekit.inference.backends.rerank import load_reranker, sample_pairs
+
+        def calibration(model: CrossEncoderReranker) -> list[tuple[str, str]]:
+            pairs = [
+                (qid, docid) for qid, hits in run.items() for docid in list(hits)[: args.depth]
+            ]
+            return [
+                model.format_pair(queries[qid], *corpus.document(docid))
+                for qid, docid in sample_pairs(pairs)
+            ]
+
+        reranker = load_reranker(
+            args.model,
+            args.backend,
+            args.quantize,
+            args.export_dir,
+            calibration_pairs=calibration,
+            max_len=args.max_len,
+        )
     ranked: Iterator = reranker.rerank_run(
         run.items(), queries, corpus.document, depth=args.depth, batch_size=args.batch_size
     )

@@ -2,7 +2,9 @@
 
 ``densekit serve <recipe output or searcher folder>`` serves what ``densekit recipe`` left;
 ``--model --index --corpus`` serve any model over a FAISS index saved by ``densekit index`` /
-``search --save_index`` (BM25 built from the corpus unless ``--bm25_index``). Needs
+``search --save_index`` (BM25 built from the corpus unless ``--bm25_index``). ``--reranker`` (or
+the searcher folder's own reranker) lets requests ask for ``rerank=true``: each mode's top
+``--rerank_depth`` reordered by a cross-encoder. Needs
 ``pip install 'densekit[serve]'`` (FastAPI + uvicorn).
 """
 
@@ -14,6 +16,8 @@ import sys
 
 from densekit.commands import run_guarded
 from densekit.errors import ConfigError
+
+DEFAULT_RERANK_DEPTH, MAX_RERANK_DEPTH = 100, 1000  # as densekit.search.folder (not imported here)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +46,28 @@ def build_parser() -> argparse.ArgumentParser:
         "than it saves)",
     )
     p.add_argument("--export_dir", default=None, help="export cache (default: beside the model)")
+    p.add_argument(
+        "--reranker",
+        default=None,
+        help="cross-encoder folder (densekit train-reranker or sentence-transformers "
+        "CrossEncoder) for rerank=true requests (default: the searcher folder's, if any)",
+    )
+    p.add_argument(
+        "--rerank_depth",
+        type=int,
+        default=None,
+        help=f"first-stage hits reranked per query (1..{MAX_RERANK_DEPTH}; default: the "
+        f"folder's, else {DEFAULT_RERANK_DEPTH})",
+    )
+    p.add_argument(
+        "--reranker_backend",
+        choices=("torch", "onnx", "openvino"),
+        default="torch",
+        help="the reranker's backend (default torch; onnx/openvino export it once, cached)",
+    )
+    p.add_argument(
+        "--reranker_quantize", choices=("int8",), default=None, help="int8 (onnx/openvino)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument(
@@ -63,13 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _searchers(args: argparse.Namespace):
     from densekit.encoders import EncoderSpec
     from densekit.encoders.registry import check_backend
-    from densekit.search.folder import assemble_searchers, load_searchers
+    from densekit.search.folder import add_reranker, assemble_searchers, load_searchers
 
     spec = EncoderSpec(
         args.model or "",
         backend=args.backend,
         quantize=args.quantize,
-        export_dir=args.export_dir,
+        export_dir=args.export_dir if args.backend != "torch" else None,
         precision=args.precision,
         threads=args.threads,
     )
@@ -77,12 +103,34 @@ def _searchers(args: argparse.Namespace):
         if args.model or args.index or args.corpus:
             raise ConfigError("give a folder, or --model with --index and --corpus, not both")
         return load_searchers(
-            args.folder, args.backend, args.quantize, args.export_dir, args.precision, args.threads
+            args.folder,
+            args.backend,
+            args.quantize,
+            args.export_dir,
+            args.precision,
+            args.threads,
+            reranker=args.reranker,
+            rerank_depth=args.rerank_depth,
+            reranker_backend=args.reranker_backend,
+            reranker_quantize=args.reranker_quantize,
         )
     if not (args.model and args.index and args.corpus):
         raise ConfigError("give a recipe output folder, or all of --model, --index and --corpus")
     check_backend(spec)
-    return assemble_searchers(spec, args.index, args.corpus, args.bm25_index, args.hybrid_weight)
+    searchers = assemble_searchers(
+        spec, args.index, args.corpus, args.bm25_index, args.hybrid_weight
+    )
+    if args.reranker:
+        add_reranker(
+            searchers,
+            args.reranker,
+            args.rerank_depth or DEFAULT_RERANK_DEPTH,
+            args.reranker_backend,
+            args.reranker_quantize,
+            args.export_dir,
+            args.threads,
+        )
+    return searchers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--port must lie in 1..65535, got {args.port}")
     if args.batch_window_ms < 0:
         raise ConfigError(f"--batch_window_ms must not be negative, got {args.batch_window_ms}")
+    if args.rerank_depth is not None and not 1 <= args.rerank_depth <= MAX_RERANK_DEPTH:
+        raise ConfigError(
+            f"--rerank_depth must lie in 1..{MAX_RERANK_DEPTH}, got {args.rerank_depth}"
+        )
+    reranker_flags = args.reranker_backend != "torch" or args.reranker_quantize
+    if reranker_flags and args.reranker is None and not args.folder:
+        raise ConfigError("--reranker_backend and --reranker_quantize need --reranker")
+    if args.reranker_quantize and args.reranker_backend == "torch":
+        raise ConfigError("--reranker_quantize int8 needs --reranker_backend onnx or openvino")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be positive, got {args.threads}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -110,8 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         ) from None
     searchers = _searchers(args)
     app = create_app(searchers, window=args.batch_window_ms / 1000)
+    reranking = (
+        f", reranking the top {searchers.rerank_depth} on request"
+        if searchers.reranker is not None
+        else ""
+    )
     print(
-        f"densekit serve: {searchers.info['corpus_size']} documents, "
+        f"densekit serve: {searchers.info['corpus_size']} documents{reranking}, "
         f"http://{args.host}:{args.port}/ (API docs at /docs)",
         flush=True,
     )

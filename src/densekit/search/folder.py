@@ -2,8 +2,9 @@
 
 ``searcher.json`` names the model (relative to the folder when it lies beside it), the
 encoder settings the index was built with, the corpus file, the FAISS index (``dense/``), the
-BM25 index (``bm25/``), the dev-tuned hybrid weight and, when there is one, the dev split's
-queries and qrels (``dev_queries.jsonl``, ``dev_qrels.tsv``) for looking at judged results.
+BM25 index (``bm25/``), the dev-tuned hybrid weight, when there is one, the dev split's
+queries and qrels (``dev_queries.jsonl``, ``dev_qrels.tsv``) for looking at judged results, and
+optionally a cross-encoder ``reranker`` (relative like the model) with its ``rerank_depth``.
 :func:`load_searchers` opens all of it; :func:`load_searcher` returns one searcher by mode.
 """
 
@@ -14,7 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import faiss
@@ -31,16 +32,23 @@ from densekit.search.corpus import CorpusStore
 from densekit.search.dense import DenseSearcher
 from densekit.search.hits import RankingSearcher
 from densekit.search.hybrid import HybridSearcher
+from densekit.search.rerank import RerankingSearcher
+
+if TYPE_CHECKING:
+    from densekit.modeling.reranker import CrossEncoderReranker
 
 Qrels = dict[str, dict[str, int]]
 MANIFEST = "searcher.json"
 MODES = ("bm25", "dense", "hybrid")
 _DEV_QUERIES, _DEV_QRELS = "dev_queries.jsonl", "dev_qrels.tsv"
+DEFAULT_RERANK_DEPTH = 100
+MAX_RERANK_DEPTH = 1000
 
 
 @dataclass
 class Searchers:
-    """The searchers of one folder (BM25, dense, hybrid) over one corpus, and what they came from."""
+    """The searchers of one folder (BM25, dense, hybrid) over one corpus, and what they came from;
+    with a reranker, also each mode's first stage reranked (:meth:`reranked`)."""
 
     corpus: CorpusStore
     encoder: TextEncoder
@@ -48,11 +56,42 @@ class Searchers:
     info: dict[str, Any]
     dev_queries: dict[str, str] = field(default_factory=dict)
     dev_qrels: Qrels = field(default_factory=dict)
+    reranker: CrossEncoderReranker | None = None
+    rerank_depth: int | None = None
+    reranking: dict[str, RerankingSearcher] = field(default_factory=dict)
 
     def get(self, mode: str) -> RankingSearcher:
         if mode not in self.by_mode:
             raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(self.by_mode)}")
         return self.by_mode[mode]
+
+    def add_reranker(
+        self,
+        reranker: CrossEncoderReranker,
+        depth: int = DEFAULT_RERANK_DEPTH,
+        name: str | None = None,
+        backend: str = "torch",
+    ) -> None:
+        """Add, for every mode, ``RerankingSearcher(mode's searcher, reranker, depth)``."""
+        check_rerank_depth(depth)
+        self.reranker, self.rerank_depth = reranker, int(depth)
+        self.reranking = {
+            mode: RerankingSearcher(searcher, reranker, int(depth), self.corpus)
+            for mode, searcher in self.by_mode.items()
+        }
+        self.info.update(reranker=name, reranker_backend=backend, rerank_depth=int(depth))
+
+    def reranked(self, mode: str) -> RerankingSearcher:
+        """The ``mode`` searcher's top ``rerank_depth`` reranked by the cross-encoder."""
+        self.get(mode)
+        if self.reranker is None:
+            raise ConfigError("no reranker is loaded (give the searcher folder one, or --reranker)")
+        return self.reranking[mode]
+
+
+def check_rerank_depth(depth: int) -> None:
+    if not isinstance(depth, int) or not 1 <= depth <= MAX_RERANK_DEPTH:
+        raise ConfigError(f"the rerank depth must lie in 1..{MAX_RERANK_DEPTH}, got {depth!r}")
 
 
 def _relative(target: Path, folder: Path) -> str:
@@ -75,8 +114,11 @@ def write_searcher_folder(
     encoder_settings: Mapping[str, Any] | None = None,
     dev: tuple[datasets.Dataset, Qrels] | None = None,
     overwrite: bool = False,
+    reranker: str | os.PathLike | None = None,
+    rerank_depth: int | None = None,
 ) -> Path:
-    """Write a searcher folder (atomically: it appears only when complete)."""
+    """Write a searcher folder (atomically: it appears only when complete). ``reranker`` names a
+    cross-encoder folder (kept relative when it lies beside the folder, like the model)."""
     folder = Path(folder)
     with atomic_path(folder, folder=True, overwrite=overwrite) as tmp:
         tmp.mkdir()
@@ -92,6 +134,11 @@ def write_searcher_folder(
             "bm25_index": "bm25",
             "hybrid": {"bm25_weight": float(hybrid_weight), "depth": int(depth)},
         }
+        if reranker is not None:
+            manifest["reranker"] = _relative(Path(reranker), folder)
+        if rerank_depth is not None:
+            check_rerank_depth(rerank_depth)
+            manifest["rerank_depth"] = int(rerank_depth)
         if dev is not None:
             queries, qrels = dev
             with open(tmp / _DEV_QUERIES, "w", encoding="utf-8") as handle:
@@ -155,6 +202,9 @@ def assemble_searchers(
         "dimension": dense.dim,
         "hybrid_weight": hybrid_weight,
         "hybrid_depth": depth,
+        "reranker": None,
+        "reranker_backend": None,
+        "rerank_depth": None,
     }
     return Searchers(corpus, encoder, {"bm25": bm25, "dense": dense, "hybrid": hybrid}, info)
 
@@ -166,11 +216,16 @@ def load_searchers(
     export_dir: str | None = None,
     precision: str = "fp32",
     threads: int | None = None,
+    reranker: str | os.PathLike | None = None,
+    rerank_depth: int | None = None,
+    reranker_backend: str = "torch",
+    reranker_quantize: str | None = None,
 ) -> Searchers:
     """Every searcher of a searcher folder (or of a recipe output holding ``searcher/``).
 
     Queries are encoded in fp32 by default: one short query at a time, bf16 autocast costs more
-    (casting the weights on every call) than it saves.
+    (casting the weights on every call) than it saves. ``reranker`` (default: the folder's own,
+    if it names one) adds each mode reranked to ``rerank_depth`` (default: the folder's, or 100).
     """
     folder = find_manifest(path)
     manifest = _read_manifest(folder)
@@ -178,7 +233,8 @@ def load_searchers(
         str((folder / manifest["model"]).resolve()),
         backend=backend,
         quantize=quantize,
-        export_dir=export_dir,
+        # the export cache serves the reranker's export too: a torch encoder ignores it
+        export_dir=export_dir if backend != "torch" else None,
         precision=precision,
         threads=threads,
         overrides=dict(manifest.get("encoder_settings", {})),
@@ -197,6 +253,33 @@ def load_searchers(
         queries = load_queries(folder / dev["queries"])
         searchers.dev_queries = dict(zip(queries["query_id"], queries["text"], strict=True))
         searchers.dev_qrels = load_qrels(folder / dev["qrels"])
+    if reranker is None and manifest.get("reranker"):
+        reranker = (folder / manifest["reranker"]).resolve()
+    if reranker is not None:
+        depth = rerank_depth or manifest.get("rerank_depth") or DEFAULT_RERANK_DEPTH
+        add_reranker(
+            searchers, reranker, depth, reranker_backend, reranker_quantize, export_dir, threads
+        )
+    elif reranker_backend != "torch" or reranker_quantize:
+        raise ConfigError("a reranker backend or quantization needs a reranker")
+    return searchers
+
+
+def add_reranker(
+    searchers: Searchers,
+    path: str | os.PathLike,
+    depth: int = DEFAULT_RERANK_DEPTH,
+    backend: str = "torch",
+    quantize: str | None = None,
+    export_dir: str | None = None,
+    threads: int | None = None,
+) -> Searchers:
+    """Load the cross-encoder folder ``path`` (on ``backend``) into ``searchers``."""
+    from densekit.inference.backends.rerank import load_reranker
+
+    check_rerank_depth(depth)
+    reranker = load_reranker(path, backend, quantize, export_dir, threads)
+    searchers.add_reranker(reranker, depth, str(path), reranker.backend)
     return searchers
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import islice
 
 from densekit.modeling.reranker import CrossEncoderReranker
@@ -42,12 +42,24 @@ class RerankingSearcher(RankingSearcher):
     ) -> dict[str, dict[str, float]]:
         """The first stage's top ``self.depth`` per query reranked; the best ``depth`` kept."""
         first = self.first_stage.batch_rank(queries, ids, self.depth)
-        texts = dict(zip(ids, queries, strict=True))
+        return self.rerank(first, dict(zip(ids, queries, strict=True)), ids, depth)
+
+    def rerank(
+        self,
+        first: Mapping[str, Mapping[str, float]],
+        queries: Mapping[str, str],
+        ids: Sequence[str],
+        depth: int,
+    ) -> dict[str, dict[str, float]]:
+        """Rerank first-stage rankings already computed (``{qid: {docid: score}}``, best
+        first; each cut to ``self.depth``): the pairs of all ``ids`` are scored together, and
+        each query's best ``depth`` kept. The server reranks a batch's rankings this way."""
         ranked = self.reranker.rerank_run(
             ((qid, first.get(qid, {})) for qid in ids),
-            texts,
+            queries,
             self.corpus.document,
             depth=self.depth,
             batch_size=self.batch_size,
+            queries_per_chunk=max(1, len(ids)),
         )
         return {qid: dict(islice(hits.items(), depth)) for qid, hits in ranked}

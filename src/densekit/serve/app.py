@@ -1,8 +1,9 @@
 """The HTTP API over a set of searchers, and the page at ``/``.
 
-``GET /search?q=&k=&mode=`` answers ``{"query", "mode", "k", "hits": [{"docid", "score", "rank",
-"title", "text"}]}``; ``POST /search`` takes ``{"queries": [...], "k", "mode"}`` and answers a
-list of those. When the query is one of the folder's dev queries (by ``qid=`` or by its exact
+``GET /search?q=&k=&mode=&rerank=`` answers ``{"query", "mode", "k", "rerank", "hits": [{"docid",
+"score", "rank", "title", "text"}]}``; ``POST /search`` takes ``{"queries": [...], "k", "mode",
+"rerank"}`` and answers a list of those. With ``rerank=true`` (when the server has a reranker,
+see ``/info``) the hits are the cross-encoder's top k of the mode's top ``rerank_depth``. When the query is one of the folder's dev queries (by ``qid=`` or by its exact
 text), the answer also carries ``qid``, each hit's judged ``relevance`` and the query's
 ``ndcg@10`` for that ranking. ``GET /health``, ``GET /info`` and ``GET /dev_queries`` describe
 the server; ``/openapi.json`` and ``/docs`` document the API. Bad requests get a 4xx with a JSON
@@ -51,9 +52,10 @@ class SearchBody(BaseModel):
     queries: list[str] = Field(..., description="query texts", min_length=1)
     k: int = Field(10, description="hits per query")
     mode: str = Field("hybrid", description="bm25, dense or hybrid")
+    rerank: bool = Field(False, description="rerank the mode's top hits with the cross-encoder")
 
 
-def _check(query: str, k: int, mode: str) -> str:
+def _check(query: str, k: int, mode: str, rerank: bool = False, can_rerank: bool = True) -> str:
     text = query.strip()
     if not text:
         raise BadRequest("the query is empty")
@@ -63,6 +65,8 @@ def _check(query: str, k: int, mode: str) -> str:
         raise BadRequest(f"k must lie in 1..{MAX_K}, got {k}")
     if mode not in MODES:
         raise BadRequest(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if rerank and not can_rerank:
+        raise BadRequest("rerank=true, but this server has no reranker (densekit serve --reranker)")
     return text
 
 
@@ -87,7 +91,8 @@ def create_app(searchers: Searchers, window: float = 0.002, max_batch: int = 64)
 
     app = FastAPI(
         title="densekit search",
-        description="BM25, dense and hybrid search over one corpus.",
+        description="BM25, dense and hybrid search over one corpus, optionally reranked by a "
+        "cross-encoder.",
         lifespan=lifespan,
     )
     app.state.batcher = batcher
@@ -109,16 +114,21 @@ def create_app(searchers: Searchers, window: float = 0.002, max_batch: int = 64)
         logger.exception("search failed")
         return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
 
-    async def answer(query: str, k: int, mode: str, qid: str | None) -> dict[str, Any]:
-        text = _check(query, k, mode)
+    can_rerank = searchers.reranker is not None
+
+    async def answer(
+        query: str, k: int, mode: str, qid: str | None, rerank: bool = False
+    ) -> dict[str, Any]:
+        text = _check(query, k, mode, rerank, can_rerank)
         if qid is not None and qid not in searchers.dev_qrels:
             raise BadRequest(f"qid {qid!r} is not a dev query of this folder", 404)
         qid = qid or text_to_qid.get(query) or text_to_qid.get(text)
         judged = qid is not None and qid in searchers.dev_qrels
         depth = max(k, 10) if judged else k
-        ranking = await batcher.rank(RankRequest(text, mode, depth))
+        ranking = await batcher.rank(RankRequest(text, mode, depth, rerank))
         hits = [hit.as_dict() for hit in to_hits(ranking, searchers.corpus, k)]
-        result: dict[str, Any] = {"query": query, "mode": mode, "k": k, "hits": hits}
+        result: dict[str, Any] = {"query": query, "mode": mode, "k": k, "rerank": rerank}
+        result["hits"] = hits
         if judged:
             grades = searchers.dev_qrels[qid]
             for hit in hits:
@@ -133,17 +143,22 @@ def create_app(searchers: Searchers, window: float = 0.002, max_batch: int = 64)
         k: Annotated[int, Query(description=f"hits to return (1..{MAX_K})")] = 10,
         mode: Annotated[str, Query(description="bm25, dense or hybrid")] = "hybrid",
         qid: Annotated[str | None, Query(description="a dev query id (judged hits)")] = None,
+        rerank: Annotated[
+            bool, Query(description="rerank the mode's top rerank_depth with the cross-encoder")
+        ] = False,
     ) -> dict[str, Any]:
-        return await answer(q, k, mode, qid)
+        return await answer(q, k, mode, qid, rerank)
 
     @app.post("/search", summary="search several queries")
     async def search_post(body: SearchBody) -> list[dict[str, Any]]:
         if len(body.queries) > MAX_QUERIES:
             raise BadRequest(f"{len(body.queries)} queries in one request; at most {MAX_QUERIES}")
         for query in body.queries:
-            _check(query, body.k, body.mode)
+            _check(query, body.k, body.mode, body.rerank, can_rerank)
         return list(
-            await asyncio.gather(*(answer(q, body.k, body.mode, None) for q in body.queries))
+            await asyncio.gather(
+                *(answer(q, body.k, body.mode, None, body.rerank) for q in body.queries)
+            )
         )
 
     @app.get("/health", summary="liveness")
@@ -155,6 +170,7 @@ def create_app(searchers: Searchers, window: float = 0.002, max_batch: int = 64)
         return {
             **searchers.info,
             "modes": list(MODES),
+            "rerank": can_rerank,
             "dev_queries": len(searchers.dev_queries),
             "max_k": MAX_K,
         }

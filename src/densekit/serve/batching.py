@@ -4,8 +4,10 @@ Each request puts ``(query, mode, k)`` on a queue and waits. A single worker tak
 waiting request, collects whatever else arrives within ``window`` seconds (up to
 ``max_batch``), and answers them all from one call in a worker thread: the queries that need
 the dense side are encoded together, those that need BM25 are scored together, and hybrid
-requests fuse the two rankings the batch already computed. Throughput therefore rises with
-the number of clients, while a lone request waits at most ``window``.
+requests fuse the two rankings the batch already computed, and the requests that ask for
+reranking have the pairs of all their first-stage top ``rerank_depth`` scored together by the
+cross-encoder, in the same call. Throughput therefore rises with the number of clients, while a
+lone request waits at most ``window``.
 """
 
 from __future__ import annotations
@@ -25,12 +27,18 @@ class Request:
     query: str
     mode: str
     k: int
+    rerank: bool = False
 
 
 def rank_batch(searchers: Searchers, requests: Sequence[Request]) -> list[Ranking]:
-    """Each request's ranking, from one encoder call and one BM25 call for the whole batch."""
+    """Each request's ranking, from one encoder call and one BM25 call for the whole batch (and
+    one cross-encoder pass over the pairs of every request that asks for reranking)."""
     ids = [str(i) for i in range(len(requests))]
-    depth = max(r.k for r in requests)
+    reranked = [i for i, r in zip(ids, requests, strict=True) if r.rerank]
+    if reranked and searchers.reranker is None:
+        raise ValueError("reranking asked for, but no reranker is loaded")
+    # a reranked request needs its mode's first-stage top ``rerank_depth``
+    depth = max(searchers.rerank_depth if r.rerank else r.k for r in requests)
     hybrid = searchers.get("hybrid")
     # hybrid requests fuse each side's top ``hybrid.depth``; without one, the top ``depth`` do
     wants_hybrid = any(r.mode == "hybrid" for r in requests)
@@ -44,9 +52,14 @@ def rank_batch(searchers: Searchers, requests: Sequence[Request]) -> list[Rankin
     hybrids = [i for i, r in zip(ids, requests, strict=True) if r.mode == "hybrid"]
     if hybrids:
         rankings["hybrid"] = hybrid.fuse(hybrids, rankings["bm25"], rankings["dense"], depth)
-    return [
-        dict(list(rankings[r.mode][i].items())[: r.k]) for i, r in zip(ids, requests, strict=True)
-    ]
+    answers = {i: rankings[r.mode][i] for i, r in zip(ids, requests, strict=True)}
+    if reranked:
+        # every mode's RerankingSearcher shares the reranker, depth and corpus: one call
+        reranking = searchers.reranked(requests[int(reranked[0])].mode)
+        first = {i: dict(list(answers[i].items())[: reranking.depth]) for i in reranked}
+        texts = {i: requests[int(i)].query for i in reranked}
+        answers.update(reranking.rerank(first, texts, reranked, depth))
+    return [dict(list(answers[i].items())[: r.k]) for i, r in zip(ids, requests, strict=True)]
 
 
 class Batcher:

@@ -3,7 +3,9 @@ recognised, which models can be exported, and the encoder object ``encode_texts`
 
 Only the transformer is exported (token ids + mask -> token states), as sentence-transformers
 does: pooling, the projection and normalization stay in torch (:func:`represent`), so every
-backend turns token states into vectors with the same code as the torch encoder.
+backend turns token states into vectors with the same code as the torch encoder. A cross-encoder
+reranker exports its whole sequence-classification model (:class:`SequenceScores`: token ids,
+mask and token types -> one logit per pair); the exporters take either graph.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ EXPORT_ROOT = "densekit_export"  # beside the model's own files; never ST's onnx
 # Bumped when what an export contains changes, so exports of older densekit versions are redone.
 EXPORT_VERSION = 1
 INPUTS = ("input_ids", "attention_mask")
+PAIR_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _HASHED_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth")
 _SKIPPED_DIRS = {EXPORT_ROOT, "onnx", "openvino", "runs"}
 
@@ -97,12 +100,15 @@ def _hashed_files(folder: Path) -> list[Path]:
     )
 
 
-def fingerprint(model_path: str | Path, spec: ExportSpec) -> str:
+def fingerprint(model_path: str | Path, spec: ExportSpec, kind: str | None = None) -> str:
     """A digest of the model's weights and configs (content, not dates) and of the export recipe:
-    an export whose fingerprint differs was made from another model, or by another densekit."""
+    an export whose fingerprint differs was made from another model, or by another densekit.
+    ``kind`` names a graph other than the encoder towers (e.g. ``"reranker"``)."""
     folder = Path(model_path)
     digest = hashlib.blake2b(digest_size=20)
     digest.update(f"densekit-export-{EXPORT_VERSION}:{spec.name}".encode())
+    if kind:
+        digest.update(f":{kind}".encode())
     for path in _hashed_files(folder):
         digest.update(b"\0" + path.relative_to(folder).as_posix().encode() + b"\0")
         with open(path, "rb") as handle:
@@ -118,12 +124,12 @@ def backbones(encoder: Any) -> dict[str, nn.Module]:
     return {"query_model": encoder.query_model, "passage_model": encoder.passage_model}
 
 
-def _refuse_decoder_only(model_type: str, model_path: str | Path) -> None:
+def _refuse_decoder_only(model_type: str, model_path: str | Path, verb: str = "encodes") -> None:
     if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and (
         model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
     ):
         raise ConfigError(
-            f"{model_path} is a decoder-only model ({model_type}): it encodes with "
+            f"{model_path} is a decoder-only model ({model_type}): it {verb} with "
             "--backend torch only"
         )
 
@@ -134,7 +140,7 @@ _LORA_REFUSAL = (
 )
 
 
-def check_exportable_folder(model_path: str | Path) -> None:
+def check_exportable_folder(model_path: str | Path, verb: str = "encodes") -> None:
     """Refuse what the folder alone shows cannot be exported, before any weights are loaded."""
     folder = Path(model_path)
     if (folder / ADAPTER_CONFIG).is_file():
@@ -144,8 +150,16 @@ def check_exportable_folder(model_path: str | Path) -> None:
             model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type", "")
         except (OSError, ValueError, AttributeError):
             continue
-        _refuse_decoder_only(str(model_type), model_path)
+        _refuse_decoder_only(str(model_type), model_path, verb)
         return
+
+
+def check_exportable_reranker(model: nn.Module, model_path: str | Path) -> None:
+    """Refuse a cross-encoder the exporters would export wrongly (decoder-only, LoRA)."""
+    check_exportable_folder(model_path, verb="reranks")
+    if hasattr(model, "peft_config"):
+        raise ConfigError(_LORA_REFUSAL)
+    _refuse_decoder_only(getattr(model.config, "model_type", ""), model_path, "reranks")
 
 
 def check_exportable(encoder: Any, model_path: str | Path) -> None:
@@ -160,15 +174,47 @@ def check_exportable(encoder: Any, model_path: str | Path) -> None:
 
 
 class TokenStates(nn.Module):
-    """The exported graph: token ids + mask -> last hidden states (no pooling, no head)."""
+    """The exported graph: token ids + mask -> last hidden states (no pooling, no head).
+
+    Every exported graph names its inputs, its output and the output's dynamic axes, and keeps
+    the HF model as ``backbone`` (the exporters read its config and attention implementation).
+    """
+
+    output_name = "token_states"
+    output_axes = ("batch", "sequence")
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
+        self.input_names = INPUTS
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         return out.last_hidden_state
+
+
+class SequenceScores(nn.Module):
+    """A cross-encoder's exported graph: token ids, mask (and token types when the tokenizer
+    makes them) -> the one-label classifier's logit per pair, shape ``[batch]``."""
+
+    output_name = "logits"
+    output_axes = ("batch",)
+
+    def __init__(self, backbone: nn.Module, input_names: Sequence[str] = INPUTS) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.input_names = tuple(input_names)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return self.backbone(**inputs, return_dict=True).logits.view(-1)
 
 
 def token_feeds(

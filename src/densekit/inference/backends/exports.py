@@ -5,6 +5,8 @@ An export is a folder (``<model>/densekit_export/onnx-fp32`` etc.) written atomi
 same fingerprint reuses it; a different fingerprint (the model was retrained or replaced in
 place) exports again. A file lock makes the ranks of a ``torchrun`` encode export once and wait.
 Every new export is checked against the torch encoder on a probe batch before it is kept.
+:func:`export_graphs` is that machinery for any set of graphs (:class:`ExportJob`): the encoder
+towers here (:func:`ensure_export`), a cross-encoder's scores in :mod:`.rerank`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import contextlib
 import fcntl
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from densekit import __version__
 from densekit.atomic import WRITER, atomic_path, check_target
@@ -28,7 +32,6 @@ from densekit.inference.backends.common import (
     ExportedEncoder,
     ExportSpec,
     TokenStates,
-    Tower,
     backbones,
     calibration_feeds,
     check_exportable,
@@ -83,6 +86,24 @@ def require_runtime(spec: ExportSpec) -> None:
         require(module, spec.format)
 
 
+# (graph name, runtime's output, torch's output, probe feeds, spec): raises when too far apart
+Check = Callable[[str, np.ndarray, np.ndarray, dict[str, np.ndarray], ExportSpec], None]
+
+
+@dataclass
+class ExportJob:
+    """What to export from one model folder: graphs by file name (``TokenStates`` of each tower,
+    ``SequenceScores`` of a reranker), the probe batch they are checked on against torch, the
+    check, the OpenVINO int8 calibration feeds (made only when needed) and ``kind``, which
+    keeps the fingerprints of different graphs of one folder apart."""
+
+    graphs: dict[str, nn.Module]
+    probe: Callable[[], dict[str, np.ndarray]]
+    check: Check
+    calibration: Callable[[], list[dict[str, np.ndarray]] | None] = lambda: None
+    kind: str | None = None
+
+
 def ensure_export(
     encoder: Any,
     tokenizer,
@@ -98,8 +119,26 @@ def ensure_export(
     require_runtime(spec)  # a missing package fails before anything is written
     folder = export_folder(model_path, spec, export_dir)
     check_exportable(encoder, model_path)
+    job = ExportJob(
+        graphs={name: TokenStates(model) for name, model in backbones(encoder).items()},
+        probe=lambda: _probe(tokenizer, encoder),
+        check=_check_states,
+        calibration=lambda: (
+            calibration_feeds(tokenizer, calibration_texts, encoder.settings)
+            if calibration_texts
+            else None
+        ),
+    )
+    return export_graphs(job, model_path, spec, folder, redo)
+
+
+def export_graphs(
+    job: ExportJob, model_path: str | Path, spec: ExportSpec, folder: Path, redo: bool = False
+) -> tuple[Path, str]:
+    """``job``'s export in ``folder``: reused when its fingerprint matches (and not ``redo``),
+    else written atomically under a lock and checked against torch; with its status."""
     check_target(folder, folder=True, overwrite=True)  # a refusal leaves no lock file behind
-    stamp = fingerprint(model_path, spec)
+    stamp = fingerprint(model_path, spec, job.kind)
     with _locked(folder):
         meta = read_meta(folder)
         if meta is not None and meta.get("fingerprint") == stamp and not redo:
@@ -109,7 +148,7 @@ def ensure_export(
             logger.warning("%s was exported from another version of the model: redoing", folder)
         with atomic_path(folder, folder=True, overwrite=True) as tmp:
             tmp.mkdir(parents=True)
-            facts = _write(encoder, tokenizer, tmp, spec, calibration_texts)
+            facts = _write(job, tmp, spec)
             meta = {
                 "writer": WRITER,
                 "kind": "export",
@@ -117,7 +156,8 @@ def ensure_export(
                 "quantize": spec.quantize,
                 "fingerprint": stamp,
                 "model": str(Path(model_path).resolve()),
-                "towers": sorted(backbones(encoder)),
+                "towers": sorted(job.graphs),
+                **({"graph": job.kind} if job.kind else {}),
                 "densekit": __version__,
                 **facts,
             }
@@ -125,19 +165,23 @@ def ensure_export(
     return folder, status
 
 
-def _write(encoder, tokenizer, folder: Path, spec: ExportSpec, texts) -> dict:
-    """Export every tower into ``folder`` and check it against torch on the probe batch."""
-    towers = backbones(encoder)
-    for model in towers.values():
-        model.eval()
-    sample = {k: torch.from_numpy(v) for k, v in _probe(tokenizer, encoder).items()}
+def _write(job: ExportJob, folder: Path, spec: ExportSpec) -> dict:
+    """Export every graph into ``folder`` and check it against torch on the probe batch."""
+    graphs = job.graphs
+    for graph in graphs.values():
+        graph.eval()
+    sample = {k: torch.from_numpy(v) for k, v in job.probe().items()}
     calibration = None
-    if spec.quantize and spec.format == "openvino" and texts:
-        calibration = calibration_feeds(tokenizer, texts, encoder.settings)
-    facts = _MODULES[spec.format].export(towers, sample, folder, spec.quantize, calibration)
-    runtimes = _MODULES[spec.format].load(folder, list(towers), threads=None)
-    for name, model in towers.items():
-        _check(name, model, runtimes[name], sample, spec)
+    if spec.quantize and spec.format == "openvino":
+        calibration = job.calibration()
+    facts = _MODULES[spec.format].export(graphs, sample, folder, spec.quantize, calibration)
+    runtimes = _MODULES[spec.format].load(folder, list(graphs), threads=None)
+    for name, graph in graphs.items():
+        feeds = {k: sample[k] for k in graph.input_names}
+        with torch.no_grad():
+            expected = graph(**feeds).float().numpy()
+        got = runtimes[name]({k: v.numpy() for k, v in feeds.items()})
+        job.check(name, np.asarray(got, dtype=np.float32), expected, sample, spec)
     return facts
 
 
@@ -145,12 +189,9 @@ def _probe(tokenizer, encoder) -> dict[str, np.ndarray]:
     return token_feeds(tokenizer, _PROBE, encoder.settings, is_query=False)
 
 
-def _check(name: str, model, runtime: Tower, sample: dict[str, torch.Tensor], spec) -> None:
+def _check_states(name: str, got: np.ndarray, expected: np.ndarray, sample, spec) -> None:
     """Refuse an export whose token states differ from the torch model's on the probe batch."""
-    with torch.no_grad():
-        expected = TokenStates(model)(**sample).float().numpy()
-    got = np.asarray(runtime({k: v.numpy() for k, v in sample.items()}), dtype=np.float32)
-    mask = sample["attention_mask"].numpy().astype(bool)
+    mask = np.asarray(sample["attention_mask"]).astype(bool)
     if got.shape != expected.shape:
         raise ConfigError(f"the {spec.name} export of {name} gives states of shape {got.shape}")
     if spec.quantize is None:

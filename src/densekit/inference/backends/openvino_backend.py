@@ -17,18 +17,19 @@ import torch
 from torch import nn
 
 from densekit.errors import ConfigError
-from densekit.inference.backends.common import INPUTS, TokenStates, Tower, require
+from densekit.inference.backends.common import Tower, require
 
 
-def _convert(backbone: nn.Module, sample: dict[str, torch.Tensor]):
+def _convert(graph: nn.Module, sample: dict[str, torch.Tensor]):
+    """``graph`` (``TokenStates`` or ``SequenceScores``) as an OpenVINO model."""
     ov = require("openvino", "openvino")
-    example = {name: sample[name] for name in INPUTS}
+    example = {name: sample[name] for name in graph.input_names}
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            return ov.convert_model(TokenStates(backbone).eval(), example_input=example)
+            return ov.convert_model(graph.eval(), example_input=example)
     except Exception as exc:  # the converter raises many kinds; all mean "cannot convert this"
-        model_type = getattr(backbone.config, "model_type", "?")
+        model_type = getattr(graph.backbone.config, "model_type", "?")
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"cannot convert this {model_type} model to OpenVINO: {first}") from None
 
@@ -49,21 +50,21 @@ def _quantize(model, calibration: list[dict[str, np.ndarray]]):
 
 
 def export(
-    towers: dict[str, nn.Module],
+    graphs: dict[str, nn.Module],
     sample: dict[str, torch.Tensor],
     folder: Path,
     quantize: str | None,
     calibration: list[dict[str, np.ndarray]] | None,
 ) -> dict:
-    """Write ``<tower>.xml`` + ``.bin`` for each tower into ``folder``; facts for the manifest."""
+    """Write ``<name>.xml`` + ``.bin`` for each graph into ``folder``; facts for the manifest."""
     ov = require("openvino", "openvino")
     if quantize == "int8" and not calibration:
         raise ConfigError(
             "OpenVINO int8 calibrates on a sample of the corpus: give the texts "
             "(densekit export --dataset_path CORPUS, or encode the corpus first)"
         )
-    for name, backbone in towers.items():
-        model = _convert(backbone, sample)
+    for name, graph in graphs.items():
+        model = _convert(graph, sample)
         if quantize == "int8":
             model = _quantize(model, calibration)
         ov.save_model(model, str(folder / f"{name}.xml"), compress_to_fp16=False)

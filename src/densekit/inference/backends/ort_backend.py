@@ -19,29 +19,31 @@ import torch
 from torch import nn
 
 from densekit.errors import ConfigError
-from densekit.inference.backends.common import INPUTS, TokenStates, Tower, require
+from densekit.inference.backends.common import Tower, require
 
 OPSET = 17
 # Encoders whose attention ORT's "bert" fusion recognises (the probe check catches a miss).
 _BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "mpnet"}
 
 
-def _trace(backbone: nn.Module, sample: dict[str, torch.Tensor], path: Path) -> None:
-    """The token-state graph of ``backbone`` with dynamic batch and sequence axes."""
+def _trace(graph: nn.Module, sample: dict[str, torch.Tensor], path: Path) -> None:
+    """``graph`` (``TokenStates`` or ``SequenceScores``) with dynamic batch and sequence axes."""
+    backbone = graph.backbone
     set_attn = getattr(backbone, "set_attn_implementation", None)
     previous = getattr(backbone.config, "_attn_implementation", None)
-    axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, "token_states")}
+    axes = {name: {0: "batch", 1: "sequence"} for name in graph.input_names}
+    axes[graph.output_name] = dict(enumerate(graph.output_axes))
     try:
         if callable(set_attn):
             set_attn("eager")
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                TokenStates(backbone).eval(),
-                tuple(sample[name] for name in INPUTS),
+                graph.eval(),
+                tuple(sample[name] for name in graph.input_names),
                 str(path),
-                input_names=list(INPUTS),
-                output_names=["token_states"],
+                input_names=list(graph.input_names),
+                output_names=[graph.output_name],
                 dynamic_axes=axes,
                 opset_version=OPSET,
                 dynamo=False,
@@ -92,19 +94,20 @@ def _quantize(path: Path) -> None:
 
 
 def export(
-    towers: dict[str, nn.Module],
+    graphs: dict[str, nn.Module],
     sample: dict[str, torch.Tensor],
     folder: Path,
     quantize: str | None,
     calibration: list[dict[str, np.ndarray]] | None,
 ) -> dict:
-    """Write ``<tower>.onnx`` for each tower into ``folder``; returns facts for the manifest."""
+    """Write ``<name>.onnx`` for each graph (a tower's ``TokenStates``, a reranker's
+    ``SequenceScores``) into ``folder``; returns facts for the manifest."""
     require("onnxruntime", "onnx")
     require("onnx", "onnx")
-    for name, backbone in towers.items():
+    for name, graph in graphs.items():
         path = folder / f"{name}.onnx"
-        _trace(backbone, sample, path)
-        _fuse(path, backbone.config)
+        _trace(graph, sample, path)
+        _fuse(path, graph.backbone.config)
         if quantize == "int8":
             _quantize(path)
     return {

@@ -1,8 +1,11 @@
 // densekit search page: asks the server's JSON API for the BM25, dense and hybrid rankings of
-// one query and shows them side by side. Plain JavaScript, no framework, no build step.
+// one query and shows them side by side, each optionally reranked by the server's cross-encoder
+// (the "rerank" box, shown when /info says a reranker is loaded; kept in the address as
+// &rerank=1). Plain JavaScript, no framework, no build step.
 //
 // Stable hooks (used by tests/serve/test_page.py):
-//   #columns[data-state=loading|done|error][data-query=<query>]   the state of the last search
+//   #columns[data-state=loading|done|error][data-query=<query>][data-rerank=0|1]   the last search
+//   #rerank (checkbox) inside #rerank-label (hidden without a reranker)
 //   .column[data-mode=bm25|dense|hybrid] .hit[data-docid][data-rank][data-relevance]
 //   .column .ndcg[data-ndcg]   nDCG@10 of that ranking when the query is a dev query
 //   .badge.only / .badge.relevant   "found only here" / judged relevant (with its grade)
@@ -51,8 +54,9 @@ async function getJSON(url) {
   return { ok: true, data };
 }
 
-function searchURL(query, k, mode) {
+function searchURL(query, k, mode, rerank) {
   const params = new URLSearchParams({ q: query, k: String(k), mode });
+  if (rerank) params.set("rerank", "true");
   return `/search?${params}`;
 }
 
@@ -129,6 +133,10 @@ function renderInfo(info) {
   if (info.dimension) facts.push(["dimension", info.dimension]);
   if (info.hybrid_weight !== undefined) facts.push(["hybrid weight (BM25)", info.hybrid_weight]);
   if (info.dev_queries) facts.push(["dev queries", info.dev_queries]);
+  if (info.rerank) {
+    const parts = String(info.reranker || "").split(/[\\/]/).filter(Boolean);
+    facts.push(["reranker", `${parts.slice(-1)[0] || "yes"} (top ${info.rerank_depth})`, info.reranker]);
+  }
   facts.forEach(([name, value, title], i) => {
     if (i) line.append(" · ");
     const span = element("span", "fact");
@@ -138,6 +146,7 @@ function renderInfo(info) {
     line.append(span);
   });
   if (info.max_k) $("#k").max = String(info.max_k);
+  $("#rerank-label").hidden = !info.rerank;
 }
 
 function renderDevQueries() {
@@ -150,7 +159,9 @@ function renderDevQueries() {
   );
   for (const d of shown) {
     const link = element("a", "dev-query");
-    link.href = `?${new URLSearchParams({ q: d.text })}`;
+    const params = new URLSearchParams({ q: d.text });
+    if ($("#rerank").checked) params.set("rerank", "1");
+    link.href = `?${params}`;
     link.dataset.qid = d.qid;
     link.title = `${d.relevant} relevant document${d.relevant === 1 ? "" : "s"}`;
     if (d.text === current) link.classList.add("active");
@@ -282,29 +293,34 @@ function renderSummary(query, answers) {
 
 // ---------------------------------------------------------------- searching
 
-// Run `query` in all three modes and show the answers. `how` is "push" (a new search by the
-// user: a new history entry), "replace" (keep the address in step without a new entry) or
-// "none" (the address already says it: page load, back/forward).
-async function runSearch(query, k, how) {
+// Run `query` in all three modes (reranked when `rerank`) and show the answers. `how` is "push"
+// (a new search by the user: a new history entry), "replace" (keep the address in step without
+// a new entry) or "none" (the address already says it: page load, back/forward).
+async function runSearch(query, k, how, rerank = false) {
   const columns = $("#columns");
   const id = ++searchCounter;
   $("#q").value = query;
   $("#k").value = String(k);
+  $("#rerank").checked = rerank;
   if (how !== "none") {
     const params = new URLSearchParams({ q: query });
     if (k !== DEFAULT_K) params.set("k", String(k));
+    if (rerank) params.set("rerank", "1");
     const url = `${location.pathname}?${params}`;
-    if (how === "push") history.pushState({ q: query, k }, "", url);
-    else history.replaceState({ q: query, k }, "", url);
+    if (how === "push") history.pushState({ q: query, k, rerank }, "", url);
+    else history.replaceState({ q: query, k, rerank }, "", url);
   }
   document.title = query ? `${query} · densekit search` : "densekit search";
   renderDevQueries();
   revealActiveDevQuery();
   columns.dataset.state = "loading";
   columns.dataset.query = query;
+  columns.dataset.rerank = rerank ? "1" : "0";
   showError("");
 
-  const results = await Promise.all(MODES.map((mode) => getJSON(searchURL(query, k, mode))));
+  const results = await Promise.all(
+    MODES.map((mode) => getJSON(searchURL(query, k, mode, rerank)))
+  );
   if (id !== searchCounter) return; // a newer search started meanwhile
 
   const answers = {};
@@ -329,11 +345,12 @@ async function runSearch(query, k, how) {
   columns.dataset.state = errors.length ? "error" : "done";
 }
 
-// The search the address asks for: ?q= and &k= (default 10).
+// The search the address asks for: ?q=, &k= (default 10) and &rerank=1 (default off).
 function fromAddress() {
   const params = new URLSearchParams(location.search);
   const k = parseInt(params.get("k") || "", 10);
-  return { query: params.get("q") || "", k: Number.isFinite(k) ? k : DEFAULT_K };
+  const rerank = ["1", "true"].includes((params.get("rerank") || "").toLowerCase());
+  return { query: params.get("q") || "", k: Number.isFinite(k) ? k : DEFAULT_K, rerank };
 }
 
 function currentK() {
@@ -341,13 +358,18 @@ function currentK() {
   return Number.isFinite(k) ? k : DEFAULT_K;
 }
 
+function currentRerank() {
+  return $("#rerank").checked;
+}
+
 function searchFromAddress() {
-  const { query, k } = fromAddress();
+  const { query, k, rerank } = fromAddress();
   if (query) {
-    runSearch(query, k, "none");
+    runSearch(query, k, "none", rerank);
   } else {
     $("#q").value = "";
     $("#k").value = String(k);
+    $("#rerank").checked = rerank;
     clearColumns();
     renderSummary("", {});
     showError("");
@@ -376,14 +398,18 @@ function init() {
       showError("type a query first");
       return;
     }
-    runSearch(query, currentK(), "push");
+    runSearch(query, currentK(), "push", currentRerank());
+  });
+  $("#rerank").addEventListener("change", () => {
+    const query = $("#q").value;
+    if (query.trim()) runSearch(query, currentK(), "push", currentRerank());
   });
   $("#dev-queries").addEventListener("click", (event) => {
     const link = event.target.closest("a.dev-query");
     if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
     event.preventDefault();
     const dev = devQueries.find((d) => String(d.qid) === link.dataset.qid);
-    if (dev) runSearch(dev.text, currentK(), "push");
+    if (dev) runSearch(dev.text, currentK(), "push", currentRerank());
   });
   $("#dev-filter").addEventListener("input", renderDevQueries);
   window.addEventListener("popstate", searchFromAddress);
