@@ -171,13 +171,23 @@ class DataArguments:
     train_group_size: int = field(
         default=8, metadata=_alias("--train_n_passages", "--group_size", help="1 pos + n-1 negs")
     )
-    query_max_len: int = field(default=32, metadata=_alias("--q_max_len"))
-    passage_max_len: int = field(default=128, metadata=_alias("--p_max_len"))
+    query_max_len: int = field(default=32, metadata=_alias("--q_max_len", help="query tokens kept"))
+    passage_max_len: int = field(
+        default=128, metadata=_alias("--p_max_len", help="passage tokens kept")
+    )
     query_prefix: str | None = field(
-        default=None, metadata=_alias("--query_instruction_for_retrieval")
+        default=None,
+        metadata=_alias(
+            "--query_instruction_for_retrieval",
+            help="text before each query (default: the model's)",
+        ),
     )
     passage_prefix: str | None = field(
-        default=None, metadata=_alias("--passage_instruction_for_retrieval")
+        default=None,
+        metadata=_alias(
+            "--passage_instruction_for_retrieval",
+            help="text before each passage (default: the model's)",
+        ),
     )
     passage_field_separator: str | None = field(
         default=None, metadata={"help": "joins title and text (default: the model's, else a space)"}

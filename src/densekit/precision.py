@@ -12,8 +12,6 @@ import logging
 import os
 from functools import cache
 
-import torch
-
 from densekit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -23,6 +21,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def native_bf16(device: str = "cpu") -> tuple[bool, str]:
     """Whether ``device`` computes bf16 natively, and the reason in words."""
+    import torch  # here: parsers read PRECISIONS without loading torch
+
     if device.startswith("cuda"):
         ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return ok, "CUDA bf16" if ok else "no CUDA bf16"

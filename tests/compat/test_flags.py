@@ -325,7 +325,7 @@ TEVATRON_V1_ENCODE = """
 
 
 def _encode_args(flags: str):
-    args = encode_parser().parse_args(shlex.split(flags))
+    args = encode_parser(train_flags=True).parse_args(shlex.split(flags))
     apply_encode(args)
     return args
 

@@ -242,6 +242,14 @@ def test_killed_recipe_resumes_from_its_last_stage_to_the_same_results(
         monkeypatch.setattr(
             pipeline, name, lambda *a, _n=name, _r=real, **k: redone.append(_n) or _r(*a, **k)
         )
+    real_index = pipeline.ModelIndex
+
+    def recorded_index(config, model, corpus):
+        if model == tiny_model:  # the base model: the zero-shot stage
+            redone.append("zero-shot encode")
+        return real_index(config, model, corpus)
+
+    monkeypatch.setattr(pipeline, "ModelIndex", recorded_index)
     pipeline.run_recipe(_config(folder, resumed, tiny_model))
     assert redone == []  # BM25, zero-shot and mining came from the killed run
     assert _comparable(resumed) == _comparable(whole)
@@ -255,3 +263,15 @@ def test_killed_recipe_resumes_from_its_last_stage_to_the_same_results(
     pipeline.run_recipe(_config(folder, resumed, tiny_model), overwrite=True)
     assert (resumed / "notes.txt").read_text() == "mine"
     assert _comparable(resumed) == _comparable(whole)
+
+
+def test_each_model_encodes_the_corpus_once(beir_folder, tiny_model, tmp_path, monkeypatch):
+    """With a test split, the zero-shot and fine-tuned corpora are encoded once each and their
+    indexes searched for dev, train and test queries alike (and for the searcher folder)."""
+    encoded = []
+    real = pipeline.index_corpus
+    monkeypatch.setattr(
+        pipeline, "index_corpus", lambda *a, **k: encoded.append(1) or real(*a, **k)
+    )
+    pipeline.run_recipe(_config(beir_folder(), tmp_path / "out", tiny_model))
+    assert len(encoded) == 2

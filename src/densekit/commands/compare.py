@@ -10,22 +10,20 @@ import argparse
 import json
 import sys
 
-from densekit.atomic import atomic_open, check_target
 from densekit.commands import run_guarded
-from densekit.data.qrels import load_qrels
-from densekit.data.runs import read_run
+from densekit.commands._help import new_parser
 from densekit.errors import ConfigError
-from densekit.evaluation.metrics import format_table, parse_metrics
-from densekit.evaluation.significance import as_dicts, compare_runs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="densekit compare", description=__doc__.splitlines()[0])
+    parser = new_parser("densekit compare", __doc__)
     parser.add_argument("runs", nargs="+", help="run files; the first is the baseline")
-    parser.add_argument("--qrels", required=True)
-    parser.add_argument("--metrics", default="ndcg@10,mrr@10,recall@100")
+    parser.add_argument("--qrels", required=True, help="qrels file (BEIR tsv or TREC)")
+    parser.add_argument(
+        "--metrics", default="ndcg@10,mrr@10,recall@100", help="comma-separated NAME@K list"
+    )
     parser.add_argument("--resamples", type=int, default=10_000, help="randomization resamples")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the randomization test")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (Holm)")
     parser.add_argument("--output", help="JSON file with every comparison and per-query detail")
     return parser
@@ -35,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0.0 < args.alpha < 1.0:
         raise ConfigError(f"--alpha {args.alpha}: a significance level lies between 0 and 1")
+    from densekit.atomic import atomic_open, check_target
+    from densekit.data.qrels import load_qrels
+    from densekit.data.runs import read_run
+    from densekit.evaluation.metrics import format_table, parse_metrics
+    from densekit.evaluation.significance import as_dicts, compare_runs
+
     if args.output:
         check_target(args.output, folder=False)
     metrics = parse_metrics(args.metrics)

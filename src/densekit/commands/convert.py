@@ -17,13 +17,14 @@ from pathlib import Path
 
 from densekit.atomic import META_FILE, WRITER, atomic_path, check_target
 from densekit.commands import run_guarded
+from densekit.commands._help import new_parser
 from densekit.compat.tevatron_pickle import is_pickle, load_tevatron_pickle
 from densekit.errors import ConfigError, DataError
 from densekit.retrieval.embeddings import save_embeddings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="densekit convert", description=__doc__.splitlines()[0])
+    parser = new_parser("densekit convert", __doc__)
     parser.add_argument(
         "--input", required=True, help="a Tevatron .pkl (or a quoted glob), or pre-tokenised jsonl"
     )

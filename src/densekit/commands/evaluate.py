@@ -6,21 +6,17 @@ import argparse
 import json
 import sys
 
-from densekit.atomic import atomic_open, check_target
 from densekit.commands import run_guarded
-from densekit.data.qrels import load_qrels
-from densekit.data.runs import read_run
+from densekit.commands._help import new_parser
 from densekit.errors import DataError
-from densekit.evaluation.metrics import evaluate, format_table, parse_metrics
 
 DEFAULT_METRICS = "ndcg@10,mrr@10,recall@100,map@100,p@10,success@10"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Describe the flags; kept separate so the dispatcher can show help."""
-    parser = argparse.ArgumentParser(
-        prog="densekit evaluate",
-        description="Evaluate a TREC or MS MARCO run against BEIR or TREC qrels.",
+    parser = new_parser(
+        "densekit evaluate", "Evaluate a TREC or MS MARCO run against BEIR or TREC qrels."
     )
     parser.add_argument("--run", required=True, help="run file (TREC 6 columns or MS MARCO 3)")
     parser.add_argument("--qrels", required=True, help="qrels file (BEIR tsv or TREC)")
@@ -43,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; DensekitError subclasses propagate to the dispatcher."""
     args = build_parser().parse_args(argv)
+    from densekit.atomic import atomic_open, check_target
+    from densekit.data.qrels import load_qrels
+    from densekit.data.runs import read_run
+    from densekit.evaluation.metrics import evaluate, format_table, parse_metrics
+
     metrics = parse_metrics(args.metrics)
     if args.output:
         check_target(args.output, folder=False)

@@ -16,35 +16,53 @@ import re
 import sys
 from pathlib import Path
 
-from densekit.atomic import atomic_open, check_target
 from densekit.commands import run_guarded
-from densekit.data.qrels import keep_judged, load_qrels
-from densekit.data.readers import load_corpus, load_queries
+from densekit.commands._help import new_parser
 from densekit.errors import ConfigError
-from densekit.evaluation.checkpoints import best_row, evaluate_checkpoints, score_model
-from densekit.evaluation.metrics import format_table, parse_metrics
 from densekit.resources import bundled_data_dir
 
 logger = logging.getLogger("densekit.evaluate_checkpoints")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="densekit evaluate-checkpoints", description=__doc__.splitlines()[0]
-    )
+    p = new_parser("densekit evaluate-checkpoints", __doc__)
     p.add_argument("--output_dir", "--query_model", required=True, help="run folder or checkpoint")
     p.add_argument("--passage_model", default=None, help="passage tower (default: the same)")
     p.add_argument("--evaluate_all", action="store_true", help="every checkpoint of the run")
-    p.add_argument("--query_max_length", "--query_max_len", type=int, default=None)
-    p.add_argument("--passage_max_length", "--passage_max_len", type=int, default=None)
+    p.add_argument(
+        "--query_max_length",
+        "--query_max_len",
+        type=int,
+        default=None,
+        help="query tokens kept (default: the model's)",
+    )
+    p.add_argument(
+        "--passage_max_length",
+        "--passage_max_len",
+        type=int,
+        default=None,
+        help="passage tokens kept (default: the model's)",
+    )
     p.add_argument("--model_type", default=None, help="accepted; read from config.json instead")
     data = bundled_data_dir()
-    p.add_argument("--corpus", default=str(data / "corpus.jsonl"))
-    p.add_argument("--queries", default=str(data / "queries.jsonl"))
-    p.add_argument("--qrels", default=str(data / "qrels" / "dev.tsv"), help="judged queries")
-    p.add_argument("--metrics", default="ndcg@10,mrr@10,recall@100")
-    p.add_argument("--depth", type=int, default=100)
-    p.add_argument("--bf16", action="store_true")
+    p.add_argument(
+        "--corpus", default=str(data / "corpus.jsonl"), help="corpus (default: bundled SciFact)"
+    )
+    p.add_argument(
+        "--queries", default=str(data / "queries.jsonl"), help="queries (default: bundled SciFact)"
+    )
+    p.add_argument(
+        "--qrels",
+        default=str(data / "qrels" / "dev.tsv"),
+        help="judged queries (default: bundled SciFact dev split)",
+    )
+    p.add_argument(
+        "--metrics",
+        default="ndcg@10,mrr@10,recall@100",
+        help="comma-separated NAME@K list; the first picks the best",
+    )
+    p.add_argument("--depth", type=int, default=100, help="search depth per query")
+    p.add_argument("--bf16", action="store_true", help="encode in bf16")
     p.add_argument("--save_to", default=None, help="JSON file (default: <run>/checkpoints.json)")
     return p
 
@@ -58,6 +76,12 @@ def _run_dir(model: Path, evaluate_all: bool) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from densekit.atomic import atomic_open, check_target
+    from densekit.data.qrels import keep_judged, load_qrels
+    from densekit.data.readers import load_corpus, load_queries
+    from densekit.evaluation.checkpoints import best_row, evaluate_checkpoints, score_model
+    from densekit.evaluation.metrics import format_table, parse_metrics
+
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if args.model_type:
         logger.info("--model_type %s ignored: the type is read from config.json", args.model_type)

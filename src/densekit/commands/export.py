@@ -12,25 +12,23 @@ import argparse
 import sys
 
 from densekit.commands import run_guarded
-from densekit.data.readers import load_corpus
+from densekit.commands._help import new_parser
 from densekit.errors import ConfigError
-from densekit.inference.backends import (
-    FORMATS,
-    QUANTIZATIONS,
-    ExportSpec,
-    check_exportable_folder,
-    ensure_export,
-    require_runtime,
-)
-from densekit.inference.backends.exports import corpus_sample
-from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.resources import bundled_model_path
+
+# densekit.inference.backends' FORMATS and QUANTIZATIONS, here so that --help loads no torch
+FORMATS = ("onnx", "openvino")
+QUANTIZATIONS = ("int8",)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="densekit export", description=__doc__.splitlines()[0])
-    p.add_argument("--model_name_or_path", default=None, help="densekit, ST or HF folder")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p = new_parser("densekit export", __doc__)
+    p.add_argument(
+        "--model_name_or_path",
+        default=None,
+        help="densekit, ST or HF folder (default: the bundled all-MiniLM-L6-v2)",
+    )
+    p.add_argument("--format", required=True, choices=FORMATS, help="the runtime to export for")
     p.add_argument("--quantize", choices=QUANTIZATIONS, default=None, help="int8 weights")
     p.add_argument(
         "--export_dir", default=None, help="where exports go (default: beside the model)"
@@ -42,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from densekit.data.readers import load_corpus
+    from densekit.inference.backends import (
+        ExportSpec,
+        check_exportable_folder,
+        ensure_export,
+        require_runtime,
+    )
+    from densekit.inference.backends.exports import corpus_sample
+    from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+
     spec = ExportSpec(args.format, args.quantize)
     require_runtime(spec)
     if args.calibration_size < 1:

@@ -13,6 +13,7 @@ import sys
 
 from densekit.atomic import atomic_open, check_target
 from densekit.commands import run_guarded
+from densekit.commands._help import new_parser
 from densekit.data.qrels import load_qrels
 from densekit.data.runs import FORMATS, read_run, write_run
 from densekit.errors import ConfigError
@@ -21,7 +22,7 @@ from densekit.retrieval.fusion import Fusion, check_options, fuse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="densekit fuse", description=__doc__.splitlines()[0])
+    parser = new_parser("densekit fuse", __doc__)
     parser.add_argument("--runs", nargs="+", required=True, help="TREC or MS MARCO run files")
     parser.add_argument("--method", default="rrf", help="rrf (default) or weighted")
     parser.add_argument("--rrf_k", type=float, default=60.0, help="RRF constant k (default 60)")
@@ -30,9 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--normalize", default="minmax", help="per-query score normalisation: minmax|zscore|none"
     )
     parser.add_argument("--depth", type=int, default=100, help="documents kept per query")
-    parser.add_argument("--save_ranking_to", required=True)
-    parser.add_argument("--ranking_format", choices=FORMATS, default="trec")
-    parser.add_argument("--run_tag", default="fused")
+    parser.add_argument("--save_ranking_to", required=True, help="run file to write")
+    parser.add_argument(
+        "--ranking_format", choices=FORMATS, default="trec", help="layout of the run file"
+    )
+    parser.add_argument("--run_tag", default="fused", help="tag in the run's last column")
     parser.add_argument("--tune_on", help="dev qrels to tune the weights of --method weighted on")
     parser.add_argument("--metric", default="ndcg@10", help="metric --tune_on maximises")
     parser.add_argument("--grid_step", type=float, default=0.1, help="weight grid step (divides 1)")

@@ -9,23 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-import faiss
-
-from densekit.atomic import check_target
 from densekit.commands import run_guarded
+from densekit.commands._help import new_parser
 from densekit.errors import ConfigError
-from densekit.retrieval.embeddings import load_embeddings
-from densekit.retrieval.index import (
-    PRESETS,
-    build_planned,
-    check_index_choice,
-    check_search_params,
-    save_index,
-)
+
+# densekit.retrieval.index.PRESETS, here so that --help loads no faiss (a test holds it)
+PRESETS = ("flat", "hnsw", "ivfpq", "ivfpq_refine")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="densekit index", description=__doc__.splitlines()[0])
+    parser = new_parser("densekit index", __doc__)
     parser.add_argument("--passage_reps", required=True, help="folder, shard-* folder, or glob")
     parser.add_argument("--index_factory", default="Flat", help="FAISS factory string")
     parser.add_argument(
@@ -42,6 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import faiss
+
+    from densekit.atomic import check_target
+    from densekit.retrieval.embeddings import load_embeddings
+    from densekit.retrieval.index import (
+        build_planned,
+        check_index_choice,
+        check_search_params,
+        save_index,
+    )
+
     check_index_choice(args.index_preset, args.index_factory)
     check_search_params(args.search_params)
     if args.train_sample < 1:

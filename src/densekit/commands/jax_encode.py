@@ -13,16 +13,18 @@ import sys
 from densekit.commands import run_guarded
 from densekit.commands._encode_flags import build_parser as _build
 from densekit.commands._encode_flags import parse
-from densekit.encoders.job import run_encode_job
-from densekit.encoders.registry import check_backend
 
 
-def build_parser():
-    return _build("densekit jax-encode", __doc__.splitlines()[0], ["jax"])
+def build_parser(train_flags: bool = False):
+    """The parser; ``train_flags`` adds the training flags, which parsing adds when needed."""
+    return _build("densekit jax-encode", __doc__, ["jax"], train_flags)
 
 
 def main(argv: list[str] | None = None) -> int:
     job, spec = parse(build_parser(), argv)
+    from densekit.encoders.job import run_encode_job
+    from densekit.encoders.registry import check_backend
+
     check_backend(spec)
     import jax
 

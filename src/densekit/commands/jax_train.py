@@ -18,6 +18,7 @@ from transformers import HfArgumentParser
 from densekit.arguments import build_parser as build_hf_parser
 from densekit.arguments import parse_train_args
 from densekit.commands import run_guarded
+from densekit.commands._help import Formatter, plain
 from densekit.errors import ConfigError
 
 _DTYPES = {"float32": "fp32", "bfloat16": "bf16"}
@@ -27,6 +28,8 @@ def build_parser() -> HfArgumentParser:
     """The train command's parser (every flag and alias of ``densekit train``)."""
     parser = build_hf_parser()
     parser.prog = "densekit jax-train"
+    parser.description = plain(__doc__ or "").strip()
+    parser.formatter_class = Formatter
     return parser
 
 

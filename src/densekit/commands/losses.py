@@ -6,15 +6,17 @@ import argparse
 import sys
 
 from densekit.commands import run_guarded
-from densekit.modeling.losses import RetrievalLoss
+from densekit.commands._help import new_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="densekit losses", description=__doc__.splitlines()[0])
+    return new_parser("densekit losses", __doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
     build_parser().parse_args(argv)
+    from densekit.modeling.losses import RetrievalLoss
+
     for name, text in RetrievalLoss.describe().items():
         print(f"{name:<12} {text}")
     return 0

@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from densekit.atomic import check_target
 from densekit.commands import run_guarded
-from densekit.modeling.merge import merge_lora
+from densekit.commands._help import new_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="densekit merge-lora", description=__doc__.splitlines()[0]
-    )
+    parser = new_parser("densekit merge-lora", __doc__)
     parser.add_argument(
         "--lora_name_or_path", "--checkpoint", required=True, help="LoRA checkpoint"
     )
@@ -24,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from densekit.atomic import check_target
+    from densekit.modeling.merge import merge_lora
+
     check_target(args.output_dir, folder=True, overwrite=args.overwrite)
     merge_lora(args.lora_name_or_path, args.output_dir, overwrite=args.overwrite)
     print(f"densekit merge-lora: merged model written to {args.output_dir}")

@@ -14,23 +14,23 @@ import sys
 
 from densekit.atomic import check_target
 from densekit.commands import run_guarded
+from densekit.commands._help import new_parser
 from densekit.data.runs import FORMATS, Run, read_run, write_run
 from densekit.data.text_files import iter_columns
 from densekit.errors import ConfigError
-from densekit.retrieval.search import merge_runs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="densekit merge-runs", description=__doc__.splitlines()[0]
-    )
+    parser = new_parser("densekit merge-runs", __doc__)
     parser.add_argument(
         "--runs", nargs="+", required=True, help="TREC runs of the shards (files or globs)"
     )
     parser.add_argument("--depth", type=int, default=100, help="documents kept per query")
-    parser.add_argument("--save_ranking_to", required=True)
-    parser.add_argument("--ranking_format", choices=FORMATS, default="trec")
-    parser.add_argument("--run_tag", default="densekit")
+    parser.add_argument("--save_ranking_to", required=True, help="run file to write")
+    parser.add_argument(
+        "--ranking_format", choices=FORMATS, default="trec", help="layout of the run file"
+    )
+    parser.add_argument("--run_tag", default="densekit", help="tag in the run's last column")
     return parser
 
 
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.depth < 1:
         raise ConfigError(f"--depth must be positive, got {args.depth}")
     check_target(args.save_ranking_to, folder=False)
+    from densekit.retrieval.search import merge_runs
+
     runs = [_read_scored(path) for path in _paths(args.runs)]
     merged = merge_runs(runs, args.depth)
     write_run(args.save_ranking_to, merged, tag=args.run_tag, fmt=args.ranking_format)

@@ -16,20 +16,20 @@ from typing import TYPE_CHECKING
 
 from densekit.atomic import atomic_open, check_target
 from densekit.commands import run_guarded
+from densekit.commands._help import new_parser
 from densekit.compat import apply as peer_apply
 from densekit.compat.apply import instruction_prefix
 from densekit.compat.flags import notice
-from densekit.data.qrels import load_qrels
-from densekit.data.readers import load_corpus, load_queries
-from densekit.data.runs import read_run
 from densekit.errors import ConfigError, DataError
-from densekit.retrieval import mine
 
 if TYPE_CHECKING:
     from densekit.encoders import TextEncoder
 
 # embedder_model_class -> pooling (None: --pooling_method); BGE-M3's dense vector is the CLS.
 # decoder-only-icl is refused by the peer flag table (in-context examples).
+# densekit.retrieval.mine's choices, here so that --help loads no data library (a test holds it)
+OUTPUT_FORMATS = ("tevatron", "flagembedding")
+SAMPLES = ("top", "random")
 _FLAG_CLASSES = {
     "encoder-only-base": None,
     "encoder-only-m3": "cls",
@@ -39,13 +39,15 @@ _FLAG_CLASSES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="densekit mine", description=__doc__.splitlines()[0])
+    p = new_parser("densekit mine", __doc__)
     p.add_argument("--run", help="TREC or MS MARCO run file")
-    p.add_argument("--qrels")
-    p.add_argument("--corpus")
-    p.add_argument("--queries")
+    p.add_argument("--qrels", help="qrels file: the positives (BEIR tsv or TREC)")
+    p.add_argument("--corpus", help="corpus file or folder (jsonl or tsv)")
+    p.add_argument("--queries", help="queries file (jsonl or tsv)")
     p.add_argument("--output", help="training jsonl to write")
-    p.add_argument("--output_format", choices=mine.OUTPUT_FORMATS, default="tevatron")
+    p.add_argument(
+        "--output_format", choices=OUTPUT_FORMATS, default="tevatron", help="training file layout"
+    )
     p.add_argument("--range_min", type=int, default=0, help="first rank used (0-based)")
     p.add_argument("--range_max", type=int, default=100, help="rank after the last used")
     p.add_argument("--negative_number", type=int, default=None, help="default 30 (FE: 15)")
@@ -55,25 +57,48 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.95,
         help="drop candidates scoring above this fraction of the positive's score; 0 disables",
     )
-    p.add_argument("--sample", choices=mine.SAMPLES, default="top")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--sample",
+        choices=SAMPLES,
+        default="top",
+        help="top: the best-ranked candidates; random: a seeded sample of the range",
+    )
+    p.add_argument("--seed", type=int, default=42, help="seed of --sample random")
     fe = p.add_argument_group("FlagEmbedding hn_mine.py")
     fe.add_argument("--input_file", help="FlagEmbedding training jsonl (query, pos, neg)")
     fe.add_argument("--output_file", help="the same rows with mined neg lists")
     fe.add_argument("--candidate_pool", help="jsonl of {text}; default: every pos/neg text")
     fe.add_argument("--range_for_sampling", default="10-210", help="0-based ranks START-END")
     fe.add_argument("--embedder_name_or_path", help="the model that searches")
-    fe.add_argument("--embedder_model_class", choices=sorted(_FLAG_CLASSES), default=None)
-    fe.add_argument("--normalize_embeddings", type=_bool, default=True)
-    fe.add_argument("--pooling_method", default="cls")
-    fe.add_argument("--query_instruction_for_retrieval", default=None)
-    fe.add_argument("--query_instruction_format_for_retrieval", default="{}{}")
-    fe.add_argument("--embedder_query_max_length", type=int, default=512)
-    fe.add_argument("--embedder_passage_max_length", type=int, default=512)
+    fe.add_argument(
+        "--embedder_model_class",
+        choices=sorted(_FLAG_CLASSES),
+        default=None,
+        help="sets the pooling (m3: cls, decoder-only: last); decoder-only-icl is refused",
+    )
+    fe.add_argument(
+        "--normalize_embeddings", type=_bool, default=True, help="L2-normalize (True/False)"
+    )
+    fe.add_argument("--pooling_method", default="cls", help="cls|mean|last")
+    fe.add_argument("--query_instruction_for_retrieval", default=None, help="query instruction")
+    fe.add_argument(
+        "--query_instruction_format_for_retrieval",
+        default="{}{}",
+        help="format(instruction, query); the query must come last",
+    )
+    fe.add_argument("--embedder_query_max_length", type=int, default=512, help="query tokens")
+    fe.add_argument("--embedder_passage_max_length", type=int, default=512, help="passage tokens")
     fe.add_argument("--batch_size", type=int, default=64, help="encoding batch")
-    fe.add_argument("--trust_remote_code", type=_bool, default=False)
+    fe.add_argument(
+        "--trust_remote_code",
+        type=_bool,
+        default=False,
+        help="accepted; densekit runs no model code",
+    )
     fe.add_argument("--examples_for_task", help="decoder-only-icl only: refused")
-    fe.add_argument("--examples_instruction_format", default="{}{}")
+    fe.add_argument(
+        "--examples_instruction_format", default="{}{}", help="decoder-only-icl only: unused"
+    )
     peer_apply.add_to_parser(p, "mine")  # v1's --model_name_or_path; unused flags reported
     return p
 
@@ -98,6 +123,11 @@ def _from_run(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"missing {', '.join(missing)} (or give FlagEmbedding's --input_file)")
     check_target(args.output, folder=False)
+    from densekit.data.qrels import load_qrels
+    from densekit.data.readers import load_corpus, load_queries
+    from densekit.data.runs import read_run
+    from densekit.retrieval import mine
+
     _negatives(args, 30)
     qrels = load_qrels(args.qrels)
     run = read_run(args.run)
@@ -161,6 +191,8 @@ def _flag_mode(args: argparse.Namespace) -> int:
     if not args.output_file:
         raise ConfigError("--input_file needs --output_file")
     check_target(args.output_file, folder=False)
+    from densekit.retrieval import mine
+
     _negatives(args, 15)
     window = mine.parse_range(args.range_for_sampling)
     rows = mine.read_flag_rows(args.input_file)

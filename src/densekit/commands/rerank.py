@@ -15,27 +15,30 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from densekit.atomic import check_target
 from densekit.commands import run_guarded
-from densekit.data.readers import load_queries
+from densekit.commands._help import new_parser
 from densekit.data.runs import FORMATS, Run, read_run, write_run
 from densekit.errors import ConfigError, DataError
-from densekit.modeling.reranker import CrossEncoderReranker
-from densekit.search.corpus import CorpusStore
+
+if TYPE_CHECKING:  # torch, transformers and datasets load in main(), not for --help
+    from densekit.modeling.reranker import CrossEncoderReranker
+    from densekit.search.corpus import CorpusStore
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="densekit rerank", description=__doc__.splitlines()[0])
+    parser = new_parser("densekit rerank", __doc__)
     add = parser.add_argument
     add("--model", "--model_name_or_path", required=True, help="cross-encoder folder")
     add("--run", required=True, help="first-stage run (TREC, MS MARCO or Tevatron text)")
     add("--corpus", "--corpus_path", required=True, help="corpus the run's docids come from")
     add("--queries", "--query_path", required=True, help="queries the run's qids come from")
-    add("--depth", type=int, default=100, help="hits reranked per query (default 100)")
-    add("--save_ranking_to", required=True)
-    add("--ranking_format", choices=FORMATS, default="trec")
-    add("--run_tag", default="densekit-rerank")
+    add("--depth", type=int, default=100, help="hits reranked per query")
+    add("--save_ranking_to", required=True, help="where the reranked run is written")
+    add("--ranking_format", choices=FORMATS, default="trec", help="the output run's form")
+    add("--run_tag", default="densekit-rerank", help="the tag column of a TREC output run")
     add("--batch_size", type=int, default=32, help="pairs per forward pass")
     add("--max_len", "--rerank_max_len", type=int, help="max pair tokens (default: the model's)")
     add("--backend", choices=("torch", "onnx", "openvino"), default="torch",
@@ -67,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_len is not None and args.max_len < 2:
         raise ConfigError(f"--max_len must be at least 2, got {args.max_len}")
     check_target(args.save_ranking_to, folder=False)
+    from densekit.data.readers import load_queries
+    from densekit.modeling.reranker import CrossEncoderReranker
+    from densekit.search.corpus import CorpusStore
+
     run = read_run(args.run)
     table = load_queries(args.queries)
     queries = dict(zip(table["query_id"], table["text"], strict=True))

@@ -15,24 +15,17 @@ from collections.abc import Iterator
 
 from densekit.atomic import check_target
 from densekit.commands import run_guarded
+from densekit.commands._help import new_parser
 from densekit.compat import apply as peer_apply
-from densekit.compat.tevatron_pickle import load_reps, shard_specs
-from densekit.data.runs import FORMATS, write_run
+from densekit.data.runs import FORMATS
 from densekit.errors import ConfigError
-from densekit.retrieval.index import (
-    PRESETS,
-    build_planned,
-    check_index_choice,
-    check_search_params,
-    load_index,
-    save_index,
-    set_search_params,
-)
-from densekit.retrieval.search import check_dims, iter_search_index, iter_search_shards
+
+# densekit.retrieval.index.PRESETS, here so that --help loads no faiss (a test holds it)
+PRESETS = ("flat", "hnsw", "ivfpq", "ivfpq_refine")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="densekit search", description=__doc__.splitlines()[0])
+    parser = new_parser("densekit search", __doc__)
     parser.add_argument(
         "--query_reps", required=True, help="query embedding folder (or Tevatron pickle)"
     )
@@ -41,14 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="passage embedding folder, folder of shard-* folders, or a quoted glob of folders "
         "(or of Tevatron pickles)",
     )
-    parser.add_argument("--depth", type=int, default=100)
+    parser.add_argument("--depth", type=int, default=100, help="documents kept per query")
     parser.add_argument(
         "--batch_size",
         type=int,
         default=1024,
         help="queries per FAISS call (large batches use BLAS best)",
     )
-    parser.add_argument("--save_ranking_to", required=True)
+    parser.add_argument("--save_ranking_to", required=True, help="run file to write")
     parser.add_argument("--index_factory", default="Flat", help="FAISS factory string")
     parser.add_argument(
         "--index_preset",
@@ -68,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="index and search one passage shard at a time, then merge",
     )
-    parser.add_argument("--ranking_format", choices=FORMATS, default="trec")
-    parser.add_argument("--run_tag", default="densekit")
+    parser.add_argument(
+        "--ranking_format", choices=FORMATS, default="trec", help="layout of the run file"
+    )
+    parser.add_argument("--run_tag", default="densekit", help="tag in the run's last column")
     parser.add_argument(
         "--remove_query_from_results",
         action="store_true",
@@ -81,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
+    from densekit.retrieval.index import check_index_choice, check_search_params
+
     if args.depth < 1 or args.batch_size < 1:
         raise ConfigError("--depth and --batch_size must be positive")
     if args.load_index and (args.passage_reps or args.shard_by_shard):
@@ -102,6 +99,10 @@ def _one_index_run(
     args: argparse.Namespace, query_ids: list[str], query_reps
 ) -> Iterator[tuple[str, dict[str, float]]]:
     """The run over one index (loaded, or built from every passage shard), query by query."""
+    from densekit.compat.tevatron_pickle import load_reps
+    from densekit.retrieval.index import build_planned, load_index, save_index, set_search_params
+    from densekit.retrieval.search import check_dims, iter_search_index
+
     if args.load_index:
         index, doc_ids = load_index(args.load_index)
         check_dims(index.d, query_reps, args.load_index)
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     peer_apply.apply_search(args)
     _check(args)
+    from densekit.compat.tevatron_pickle import load_reps, shard_specs
+    from densekit.data.runs import write_run
+    from densekit.retrieval.search import iter_search_shards
+
     query_ids, query_reps = load_reps(args.query_reps)
     if not args.shard_by_shard:
         run = _one_index_run(args, query_ids, query_reps)

@@ -15,13 +15,14 @@ import os
 import sys
 
 from densekit.commands import run_guarded
+from densekit.commands._help import new_parser
 from densekit.errors import ConfigError
 
 DEFAULT_RERANK_DEPTH, MAX_RERANK_DEPTH = 100, 1000  # as densekit.search.folder (not imported here)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="densekit serve", description=__doc__.splitlines()[0])
+    p = new_parser("densekit serve", __doc__)
     p.add_argument(
         "folder", nargs="?", help="a recipe output (or its searcher/ folder) to serve whole"
     )

@@ -10,20 +10,25 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from transformers import HfArgumentParser
 
 from densekit.arguments import RetrievalTrainingArguments, parse_train_args
 from densekit.arguments import build_parser as build_hf_parser
 from densekit.commands import run_guarded
-from densekit.evaluation.exact import ExactEvaluator
-from densekit.training.run import train
+from densekit.commands._help import Formatter, plain
+
+if TYPE_CHECKING:
+    from densekit.evaluation.exact import ExactEvaluator
 
 
 def build_parser() -> HfArgumentParser:
     """The three argument dataclasses' parser (``--help`` lists every flag and alias)."""
     parser = build_hf_parser()
     parser.prog = "densekit train"
+    parser.description = plain(__doc__ or "").strip()
+    parser.formatter_class = Formatter
     return parser
 
 
@@ -37,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING,
     )
     model_args, data_args, training_args = parse_train_args(argv)
+    from densekit.training.run import train
+
     train(model_args, data_args, training_args, evaluator=build_evaluator(training_args))
     return 0
 
@@ -44,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 def build_evaluator(args: RetrievalTrainingArguments) -> ExactEvaluator | None:
     """The exact evaluator named by ``--eval_corpus/--eval_queries/--eval_qrels`` (read now, so
     bad files fail before training starts)."""
+    from densekit.evaluation.exact import ExactEvaluator
+
     if not args.exact_eval:
         return None
     return ExactEvaluator.from_files(

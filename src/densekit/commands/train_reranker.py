@@ -18,57 +18,69 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from densekit import precision
 from densekit.commands import run_guarded
+from densekit.commands._help import new_parser
 from densekit.errors import ConfigError
-from densekit.modeling.reranker import ACTIVATIONS
-from densekit.modeling.reranker_losses import ALIASES, RERANKER_LOSSES
-from densekit.training.reranker_trainer import RerankerRun, train_reranker
+
+if TYPE_CHECKING:
+    from densekit.training.reranker_trainer import RerankerRun
+
+# the names of densekit.modeling.reranker_losses (RERANKER_LOSSES, ALIASES) and of
+# densekit.modeling.reranker.ACTIVATIONS, here so that --help loads no torch (a test holds it)
+LOSSES = ("listwise", "bce", "distill")
+LOSS_ALIASES = ("ce", "cross_entropy", "kl", "pointwise")
+ACTIVATIONS = ("identity", "sigmoid", "tanh")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="densekit train-reranker", description=__doc__.splitlines()[0]
-    )
+    parser = new_parser("densekit train-reranker", __doc__)
     add = parser.add_argument
     add("--model_name_or_path", "--model", required=True, help="backbone or cross-encoder folder")
     add("--dataset_path", "--train_data", "--train_dir", nargs="+", required=True,
         help="training jsonl file(s) or folder(s), any format densekit reads")  # fmt: skip
     add("--corpus_path", help="corpus for passages given by id (Tevatron v2, densekit mine)")
-    add("--output_dir", required=True)
-    add("--overwrite_output_dir", action="store_true")
+    add("--output_dir", required=True, help="where the reranker and checkpoints are saved")
+    add("--overwrite_output_dir", action="store_true", help="allow a non-empty --output_dir")
     add("--train_group_size", "--train_n_passages", type=int, default=8,
         help="passages per query: 1 positive + n-1 negatives (default 8)")  # fmt: skip
     add("--max_len", "--rerank_max_len", "--max_length", type=int, default=None,
         help="max tokens of the (query, passage) pair (default 512, or the two below summed)")  # fmt: skip
     add("--query_max_len", type=int, help="FlagEmbedding's: added to --passage_max_len")
     add("--passage_max_len", type=int, help="FlagEmbedding's: added to --query_max_len")
-    losses = sorted([*RERANKER_LOSSES, *ALIASES])
-    add("--loss", default="listwise", choices=losses, help="listwise (default), bce or distill")
+    losses = sorted([*LOSSES, *LOSS_ALIASES])
+    add("--loss", default="listwise", choices=losses,
+        help="listwise (default), bce or distill; ce/cross_entropy = listwise, kl = distill, "
+        "pointwise = bce")  # fmt: skip
     add("--distill_temperature", type=float, default=1.0, help="softmax temperature of distill")
     add("--activation", choices=sorted(ACTIVATIONS),
         help="applied to scores (and by ST's CrossEncoder); default sigmoid for bce, else identity")  # fmt: skip
-    add("--query_prefix", "--query_instruction_for_rerank", default="")
-    add("--passage_prefix", "--passage_instruction_for_rerank", default="")
+    add("--query_prefix", "--query_instruction_for_rerank", default="",
+        help="text put before each query (default: none)")  # fmt: skip
+    add("--passage_prefix", "--passage_instruction_for_rerank", default="",
+        help="text put before each passage (default: none)")  # fmt: skip
     add("--max_example_num_per_dataset", type=int, help="cap on records read per file")
-    add("--learning_rate", type=float, default=2e-5)
-    add("--weight_decay", type=float, default=0.0)
+    add("--learning_rate", type=float, default=2e-5, help="peak AdamW learning rate")
+    add("--weight_decay", type=float, default=0.0, help="AdamW weight decay")
     add("--warmup_steps", type=float, default=0, help="steps, or a fraction of all steps if < 1")
     add("--warmup_ratio", type=float, help="fraction of all steps (older transformers' flag)")
-    add("--num_train_epochs", type=float, default=1.0)
-    add("--max_steps", type=int, default=-1)
-    add("--per_device_train_batch_size", type=int, default=8)
-    add("--gradient_accumulation_steps", type=int, default=1)
-    add("--gradient_checkpointing", "--recompute", action="store_true")
+    add("--num_train_epochs", type=float, default=1.0, help="passes over the training data")
+    add("--max_steps", type=int, default=-1, help="stop after this many steps (-1: epochs decide)")
+    add("--per_device_train_batch_size", type=int, default=8, help="queries per device and step")
+    add("--gradient_accumulation_steps", type=int, default=1, help="batches per optimizer step")
+    add("--gradient_checkpointing", "--recompute", action="store_true",
+        help="recompute activations in backward (less memory, slower)")  # fmt: skip
     add("--bf16", action="store_true", help="bf16 mixed precision (same as --precision bf16)")
-    add("--precision", default="fp32", choices=precision.PRECISIONS)
-    add("--save_steps", type=int, default=500)
-    add("--save_total_limit", type=int)
-    add("--logging_steps", type=int, default=10)
-    add("--seed", type=int, default=42)
-    add("--dataloader_num_workers", type=int, default=0)
-    add("--resume_from_checkpoint")
+    add("--precision", default="fp32", choices=precision.PRECISIONS,
+        help="auto: bf16 where the device does it natively, else fp32")  # fmt: skip
+    add("--save_steps", type=int, default=500, help="save a checkpoint every N steps")
+    add("--save_total_limit", type=int, help="checkpoints kept (default: all)")
+    add("--logging_steps", type=int, default=10, help="log the loss every N steps")
+    add("--seed", type=int, default=42, help="seed of sampling and initialisation")
+    add("--dataloader_num_workers", type=int, default=0, help="data loading processes")
+    add("--resume_from_checkpoint", help="checkpoint folder to continue from")
     return parser
 
 
@@ -85,6 +97,8 @@ def pair_length(args: argparse.Namespace) -> int:
 
 def to_run(args: argparse.Namespace) -> RerankerRun:
     """The parsed flags as the library's run description (nothing below takes a Namespace)."""
+    from densekit.training.reranker_trainer import RerankerRun
+
     for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "save_steps"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name} must be positive, got {getattr(args, name)}")
@@ -129,6 +143,8 @@ def to_run(args: argparse.Namespace) -> RerankerRun:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from densekit.training.reranker_trainer import train_reranker
+
     trainer = train_reranker(to_run(args))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     if losses:

@@ -18,8 +18,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from transformers.hf_argparser import string_to_bool
-
 from densekit.compat.flags import (
     ENCODE,
     MINE,
@@ -38,6 +36,27 @@ from densekit.resources import looks_local
 DEST = "peer__"
 LOADERS = ("json", "jsonl", "csv", "parquet", "text")  # datasets loader names, not data
 TRAIN_ONLY = "a training flag (Tevatron's encode parses them all); no effect on encoding"
+PEER_GROUP = "peer flags (other toolkits' names, accepted so their command lines run)"
+
+
+def string_to_bool(value: str | bool) -> bool:
+    """``True``/``False`` as transformers' HfArgumentParser reads them (yes/no, t/f, 1/0)."""
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"Truthy value expected: got {value} but expected one of "
+                                     "yes/no, true/false, t/f, y/n, 1/0 (case insensitive).")  # fmt: skip
+
+
+def peer_help(flag: PeerFlag) -> str:
+    """One ``--help`` line for a peer flag: whose name it is and what densekit does with it."""
+    text = f"{', '.join(flag.peers)}: {flag.describe()}".replace("`", "")
+    return text.replace("%", "%%")
+
+
 _KINDS: dict[str, dict[str, Any]] = {
     "bool": {"nargs": "?", "const": True, "type": string_to_bool},
     "list": {"nargs": "+"},
@@ -52,18 +71,27 @@ def add_to_parser(
     command: str,
     train_parser: argparse.ArgumentParser | None = None,
 ) -> None:
-    """Add the peer flags of ``command`` that ``parser`` lacks (hidden from ``--help``).
+    """Add the peer flags of ``command`` that ``parser`` lacks, in a group of ``--help`` whose
+    lines say whose name each is and what densekit does with it.
 
     ``train_parser`` (encode only): ``densekit train``'s parser, whose flags Tevatron's encode
-    driver also parses; they are accepted and reported unused."""
+    driver also parses; they are accepted, reported unused and hidden from ``--help`` (the
+    parser's epilog says so)."""
     known = set(parser._option_string_actions)
+    group = None
     for flag in flags_for(command):
         option = f"--{flag.name}"
         if option in known:  # densekit's own flag or alias (or a row for another parser)
             continue
         known.add(option)
-        parser.add_argument(
-            option, dest=DEST + flag.name, default=None, help=argparse.SUPPRESS, **_KINDS[flag.kind]
+        group = group or parser.add_argument_group(PEER_GROUP)
+        group.add_argument(
+            option,
+            dest=DEST + flag.name,
+            default=None,
+            help=peer_help(flag),
+            metavar="VALUE" if flag.kind == "list" else flag.kind.upper(),
+            **_KINDS[flag.kind],
         )
     if command == ENCODE and train_parser is not None:
         _add_train_flags(parser, known, train_parser)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-
-import datasets
+from typing import TYPE_CHECKING
 
 from densekit.data.text_files import iter_columns
 from densekit.errors import DataError
+
+if TYPE_CHECKING:  # read_run/load_qrels load no data library (densekit evaluate starts fast)
+    import datasets
 
 
 def load_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:

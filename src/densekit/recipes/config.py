@@ -84,15 +84,53 @@ def _kind(name: str) -> type:
     return str
 
 
+# one --help line per field; the default is appended from RecipeConfig
+HELP = {
+    "data_dir": "BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/train.tsv)",
+    "output_dir": "where runs, models and results.json go",
+    "model": "model to start from (none: the bundled all-MiniLM-L6-v2)",
+    "dev_size": "training queries held out as the dev split",
+    "seed": "seed of the dev split, sampling and training",
+    "epochs": "fine-tuning epochs",
+    "batch_size": "queries per optimizer step",
+    "group_size": "passages per query: 1 positive + n-1 mined negatives",
+    "learning_rate": "peak AdamW learning rate",
+    "warmup_ratio": "fraction of the steps spent warming up",
+    "temperature": "softmax temperature of the contrastive loss",
+    "symmetric_loss": "add the passage-to-query loss (true/false)",
+    "query_max_len": "query tokens kept",
+    "passage_max_len": "passage tokens kept",
+    "negatives": "hard negatives mined per query",
+    "mine_source": "run the negatives come from: dense, bm25 or hybrid (both fused)",
+    "mine_from": "first rank mined (0-based; skips likely unjudged positives)",
+    "mine_to": "rank after the last one mined",
+    "depth": "search depth of every run",
+    "precision": "auto (bf16 where native, else fp32) | fp32 | bf16",
+    "grad_cache": "GradCache: large batches in bounded memory (true/false)",
+    "gc_chunk_size": "passages per GradCache chunk: bounds the training step memory",
+    "eval_strategy": "exact dev evaluation during training: epoch, steps or no (final model only)",
+    "eval_steps": "with --eval_strategy steps: evaluate every N steps",
+    "max_train_queries": "cap on training queries (none: all)",
+    "max_dev_queries": "cap on dev queries (none: all)",
+    "max_corpus": "cap on corpus passages (none: all)",
+}
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per config field (``--batch_size 64``, ``--grad_cache false``)."""
+    defaults = asdict(RecipeConfig(data_dir="the bundled SciFact data"))
     for item in fields(RecipeConfig):
         kind = _kind(item.name)
+        default = defaults[item.name]
+        shown = (
+            f"{HELP[item.name]} (default: {default})" if default is not None else HELP[item.name]
+        )
         parser.add_argument(
             f"--{item.name}",
             type=_parse_bool if kind is bool else kind,
             default=None,
             metavar=kind.__name__.upper(),
+            help=shown.replace("%", "%%"),
         )
 
 

@@ -245,9 +245,11 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
     else:
         runs["bm25"], watch.seconds["bm25"] = done["run"], done["seconds"]
     dev("bm25", runs["bm25"], watch.seconds["bm25"])
+    zero_shot: ModelIndex | str = base  # the encoded corpus, kept to score the test split
     if (done := folder.done("zero-shot", keys["zero-shot"])) is None:
         with watch.stage("zero-shot"):
-            runs["zero-shot"] = model_run(config, base, data.corpus, both)
+            zero_shot = ModelIndex(config, base, data.corpus)
+            runs["zero-shot"] = zero_shot.run(both)
         folder.record(
             "zero-shot", keys["zero-shot"], _stage_value(runs["zero-shot"], watch, "zero-shot")
         )
@@ -301,7 +303,7 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
             (dev_queries, data.dev_qrels),
             overwrite=True,
         )
-    systems = {"bm25": None, "zero-shot": base, "fine-tuned": str(work / "model")}
+    systems = {"bm25": None, "zero-shot": zero_shot, "fine-tuned": tuned}
     tables = {"dev": dev}
     if data.test_qrels_path:
         tables["test"] = evaluate_test(config, data, systems, work, weights, bm25)
@@ -358,13 +360,14 @@ def usage_lines(out: Path) -> str:
 def evaluate_test(
     config: RecipeConfig,
     data: RecipeData,
-    systems: dict[str, str | None],
+    systems: dict[str, ModelIndex | str | None],
     out: Path,
     weights: dict[str, tuple],
     bm25: BM25Index,
 ) -> Recorder:
     """The last stage: read the test qrels and score every finished system once (the hybrid
-    rows with the weights chosen on dev)."""
+    rows with the weights chosen on dev). A system given as a :class:`ModelIndex` searches the
+    corpus it already encoded; one given as a model folder (a resumed stage) encodes it again."""
     qrels = load_qrels(data.test_qrels_path)
     queries = data.queries_of(qrels)
     test, runs = Recorder(out, "test", qrels), {}
@@ -372,6 +375,8 @@ def evaluate_test(
         start = time.perf_counter()
         if model is None:
             runs[system] = bm25_index_run(bm25, queries, config.depth)
+        elif isinstance(model, ModelIndex):
+            runs[system] = model.run(queries)
         else:
             runs[system] = model_run(config, model, data.corpus, queries)
         test(system, runs[system], time.perf_counter() - start)
