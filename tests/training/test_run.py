@@ -23,7 +23,9 @@ def test_zero_optimizer_steps_fail_before_training(tmp_path):
     accumulating = _args(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=3)
     with pytest.raises(ConfigError, match="fewer than one optimizer step"):
         check_steps(accumulating, 8, "train.jsonl")
-    check_steps(_args(tmp_path, per_device_train_batch_size=8, max_steps=2), 1, "t")
+    # --max_steps does not make batches out of nothing: 0 full batches run 0 steps
+    with pytest.raises(ConfigError, match="1 training examples make 0 full batches"):
+        check_steps(_args(tmp_path, per_device_train_batch_size=8, max_steps=2), 1, "t")
 
 
 @pytest.mark.parametrize("flag", ["per_device_train_batch_size", "gc_p_chunk_size"])
