@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         f"http://{args.host}:{args.port}/ (API docs at /docs)",
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

@@ -146,20 +146,20 @@ def create_app(searchers: Searchers, window: float = 0.002, max_batch: int = 64)
         rerank: Annotated[
             bool, Query(description="rerank the mode's top rerank_depth with the cross-encoder")
         ] = False,
-    ) -> dict[str, Any]:
-        return await answer(q, k, mode, qid, rerank)
+    ) -> JSONResponse:
+        # a Response, not a dict: FastAPI then skips validating and re-encoding every hit
+        return JSONResponse(await answer(q, k, mode, qid, rerank))
 
     @app.post("/search", summary="search several queries")
-    async def search_post(body: SearchBody) -> list[dict[str, Any]]:
+    async def search_post(body: SearchBody) -> JSONResponse:
         if len(body.queries) > MAX_QUERIES:
             raise BadRequest(f"{len(body.queries)} queries in one request; at most {MAX_QUERIES}")
         for query in body.queries:
             _check(query, body.k, body.mode, body.rerank, can_rerank)
-        return list(
-            await asyncio.gather(
-                *(answer(q, body.k, body.mode, None, body.rerank) for q in body.queries)
-            )
+        answers = await asyncio.gather(
+            *(answer(q, body.k, body.mode, None, body.rerank) for q in body.queries)
         )
+        return JSONResponse(list(answers))
 
     @app.get("/health", summary="liveness")
     async def health() -> dict[str, str]:
