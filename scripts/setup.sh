@@ -11,3 +11,7 @@ V=.venv/bin/python
 # torch first and pinned: an unpinned torch pulls several GB of CUDA wheels.
 "$V" -m pip install -q "torch==2.13.0"
 "$V" -m pip install -q -c scripts/constraints.txt -e ".[test,onnx,openvino,jax,serve]"
+# train's --help needs transformers' TrainingArguments (torch, peft: seconds); render it once
+# into the user's cache so the first --help a user types is instant
+"$V" -m densekit train --help >/dev/null
+"$V" -m densekit jax-train --help >/dev/null

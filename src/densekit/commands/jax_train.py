@@ -12,20 +12,31 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from transformers import HfArgumentParser
-
-from densekit.arguments import build_parser as build_hf_parser
-from densekit.arguments import parse_train_args
 from densekit.commands import run_guarded
-from densekit.commands._help import Formatter, plain
+from densekit.commands._help import Formatter, cached_help, plain
 from densekit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
+
+# the modules whose text defines the flags: --help is rendered again when one changes
+HELP_SOURCES = [
+    "densekit.arguments",
+    "densekit.compat.flags",
+    "densekit.compat.apply",
+    "densekit.commands._help",
+    __name__,
+]
 
 _DTYPES = {"float32": "fp32", "bfloat16": "bf16"}
 
 
 def build_parser() -> HfArgumentParser:
     """The train command's parser (every flag and alias of ``densekit train``)."""
+    from densekit.arguments import build_parser as build_hf_parser
+
     parser = build_hf_parser()
     parser.prog = "densekit jax-train"
     parser.description = plain(__doc__ or "").strip()
@@ -61,7 +72,9 @@ def split_precision(argv: list[str]) -> tuple[list[str], str]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(flag in argv for flag in ("-h", "--help")):
-        build_parser().print_help()
+        # building the parser imports transformers' TrainingArguments (torch, peft): ~6 s
+        text = cached_help("jax-train", HELP_SOURCES, lambda: build_parser().format_help())
+        print(text, end="")
         return 0
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
@@ -73,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     from densekit.jax.run import JaxRun
 
     argv, precision = split_precision(argv)
+    from densekit.arguments import parse_train_args
+
     model_args, data_args, training_args = parse_train_args(argv)
     JaxRun(model_args, data_args, training_args, precision).train()
     return 0

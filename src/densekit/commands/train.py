@@ -12,19 +12,29 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from transformers import HfArgumentParser
-
-from densekit.arguments import RetrievalTrainingArguments, parse_train_args
-from densekit.arguments import build_parser as build_hf_parser
 from densekit.commands import run_guarded
-from densekit.commands._help import Formatter, plain
+from densekit.commands._help import Formatter, cached_help, plain
 
 if TYPE_CHECKING:
+    from transformers import HfArgumentParser
+
+    from densekit.arguments import RetrievalTrainingArguments
     from densekit.evaluation.exact import ExactEvaluator
+
+# the modules whose text defines the flags: --help is rendered again when one changes
+HELP_SOURCES = [
+    "densekit.arguments",
+    "densekit.compat.flags",
+    "densekit.compat.apply",
+    "densekit.commands._help",
+    __name__,
+]
 
 
 def build_parser() -> HfArgumentParser:
     """The three argument dataclasses' parser (``--help`` lists every flag and alias)."""
+    from densekit.arguments import build_parser as build_hf_parser
+
     parser = build_hf_parser()
     parser.prog = "densekit train"
     parser.description = plain(__doc__ or "").strip()
@@ -35,12 +45,15 @@ def build_parser() -> HfArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(flag in argv for flag in ("-h", "--help")):
-        build_parser().print_help()
+        # building the parser imports transformers' TrainingArguments (torch, peft): ~6 s
+        print(cached_help("train", HELP_SOURCES, lambda: build_parser().format_help()), end="")
         return 0
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING,
     )
+    from densekit.arguments import parse_train_args
+
     model_args, data_args, training_args = parse_train_args(argv)
     from densekit.training.run import train
 
