@@ -17,6 +17,7 @@ from densekit.errors import ConfigError
 from densekit.resources import bundled_data_dir
 
 MINE_SOURCES = ("dense", "bm25", "hybrid")
+MAX_RERANK_DEPTH = 1000  # what a searcher folder accepts (densekit.search.folder)
 
 
 @dataclass
@@ -50,6 +51,14 @@ class RecipeConfig:
     max_train_queries: int | None = None
     max_dev_queries: int | None = None
     max_corpus: int | None = None
+    # opt-in until measured: train a cross-encoder, rerank the dev-best first stage
+    rerank: bool = False
+    rerank_depth: int = 100
+    rerank_epochs: float = 1.0
+    rerank_group_size: int = 8
+    rerank_batch_size: int = 16
+    rerank_learning_rate: float = 2e-5
+    rerank_max_len: int = 256
 
     def shrink(self) -> None:
         """The few-minute ``--quick`` variant: 256 train and 100 dev queries, 1,500 passages."""
@@ -66,6 +75,18 @@ class RecipeConfig:
             raise ConfigError(f"--mine_source {self.mine_source}: use {', '.join(MINE_SOURCES)}")
         if self.eval_strategy == "steps" and self.eval_steps < 1:
             raise ConfigError("--eval_strategy steps needs --eval_steps N (N >= 1)")
+        if self.rerank:
+            self._check_rerank()
+
+    def _check_rerank(self) -> None:
+        if not 1 <= self.rerank_depth <= MAX_RERANK_DEPTH:
+            raise ConfigError(f"--rerank_depth {self.rerank_depth}: use 1..{MAX_RERANK_DEPTH}")
+        if self.rerank_group_size < 2:  # the listwise loss compares the positive to negatives
+            raise ConfigError(f"--rerank_group_size {self.rerank_group_size}: use 2 or more")
+        if self.rerank_max_len < 2:
+            raise ConfigError(f"--rerank_max_len {self.rerank_max_len}: use 2 or more")
+        if self.rerank_batch_size < 1 or self.rerank_epochs <= 0:
+            raise ConfigError("--rerank_batch_size and --rerank_epochs must be positive")
 
     def resolved(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +134,17 @@ HELP = {
     "max_train_queries": "cap on training queries (none: all)",
     "max_dev_queries": "cap on dev queries (none: all)",
     "max_corpus": "cap on corpus passages (none: all)",
+    "rerank": "opt-in, not yet measured on SciFact: train a cross-encoder from --model on the "
+    "mined training file (train queries only), rerank the dev-best first stage's top "
+    "--rerank_depth, fuse its scores with that stage (weight tuned on dev) and name it in the "
+    "searcher folder; costs a cross-encoder training and --rerank_depth pair scorings per "
+    "dev/test query (true/false)",
+    "rerank_depth": "with --rerank: first-stage hits reranked per query",
+    "rerank_epochs": "with --rerank: cross-encoder training epochs",
+    "rerank_group_size": "with --rerank: pairs per query in training: 1 positive + n-1 negatives",
+    "rerank_batch_size": "with --rerank: queries per cross-encoder optimizer step",
+    "rerank_learning_rate": "with --rerank: peak AdamW learning rate of the cross-encoder",
+    "rerank_max_len": "with --rerank: tokens kept per (query, passage) pair",
 }
 
 

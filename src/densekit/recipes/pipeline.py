@@ -25,6 +25,7 @@ from densekit.encoders import EncoderSpec, load_encoder
 from densekit.encoders.streaming import encode_all
 from densekit.evaluation.exact import ExactEvaluator
 from densekit.evaluation.fusion_tuning import tune_weights
+from densekit.recipes import rerank
 from densekit.recipes.config import RecipeConfig
 from densekit.recipes.data import RecipeData, load_data
 from densekit.recipes.results import METRICS, Recorder, Results, describe_kept, write_results
@@ -289,6 +290,13 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
     dev("fine-tuned", runs["fine-tuned"], sum(watch.seconds[s] for s in stages))
     with watch.stage("hybrid"):
         weights = hybrids(dev, runs)
+    choice = None
+    if config.rerank:  # after every first stage: the reranker is trained on the mined file
+        choice = rerank.rerank_dev(
+            config, folder, keys, dev, data.corpus, dev_queries, base, train_file, watch.seconds
+        )
+    else:
+        rerank.forget(work)
     bm25 = bm25 or BM25Index.build(data.corpus)
     with watch.stage("searcher"):
         write_searcher_folder(
@@ -302,17 +310,21 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
             encoder_lengths(config),
             (dev_queries, data.dev_qrels),
             overwrite=True,
+            reranker=work / rerank.FOLDER if choice else None,
+            rerank_depth=choice.depth if choice else None,
         )
     systems = {"bm25": None, "zero-shot": zero_shot, "fine-tuned": tuned}
     tables = {"dev": dev}
     if data.test_qrels_path:
-        tables["test"] = evaluate_test(config, data, systems, work, weights, bm25)
+        tables["test"] = evaluate_test(config, data, systems, work, weights, bm25, choice)
     extra = {
         "mining": asdict(report),
         "dev_queries": len(data.dev_qrels),
         "stage_seconds": watch.seconds,
         "kept_checkpoint": kept,
     }
+    if choice:
+        extra["rerank"] = choice.summary()
     text = write_results(work, tables, extra)
     folder.finish()
     print(text)
@@ -336,8 +348,13 @@ def stage_keys(config: RecipeConfig, base: str) -> dict[str, str]:
     keys["zero-shot"] = key("zero-shot", data, model, lengths)
     mining = pick("mine_source", "mine_from", "mine_to", "negatives", "seed")
     keys["mine"] = key("mine", keys["bm25"], keys["zero-shot"], mining)
-    training = {k: v for k, v in c.items() if k not in ("output_dir", "data_dir", "model")}
+    skipped = ("output_dir", "data_dir", "model")
+    training = {k: v for k, v in c.items() if k not in skipped and not k.startswith("rerank")}
     keys["fine-tune"] = key("fine-tune", keys["mine"], data, model, training)
+    reranker = pick(*(k for k in c if k.startswith("rerank_") and k != "rerank_depth"))
+    reranker.update(pick("warmup_ratio", "seed", "precision"))
+    keys["reranker"] = key("reranker", keys["mine"], model, reranker)
+    keys["rerank"] = key("rerank", keys["reranker"], keys["fine-tune"], c["rerank_depth"])
     return keys
 
 
@@ -364,10 +381,12 @@ def evaluate_test(
     out: Path,
     weights: dict[str, tuple],
     bm25: BM25Index,
+    choice: rerank.RerankChoice | None = None,
 ) -> Recorder:
     """The last stage: read the test qrels and score every finished system once (the hybrid
-    rows with the weights chosen on dev). A system given as a :class:`ModelIndex` searches the
-    corpus it already encoded; one given as a model folder (a resumed stage) encodes it again."""
+    and rerank rows with the weights, first stage and depth chosen on dev). A system given as a
+    :class:`ModelIndex` searches the corpus it already encoded; one given as a model folder (a
+    resumed stage) encodes it again."""
     qrels = load_qrels(data.test_qrels_path)
     queries = data.queries_of(qrels)
     test, runs = Recorder(out, "test", qrels), {}
@@ -381,4 +400,6 @@ def evaluate_test(
             runs[system] = model_run(config, model, data.corpus, queries)
         test(system, runs[system], time.perf_counter() - start)
     hybrids(test, runs, weights)
+    if choice:
+        rerank.rerank_split(test, choice, data.corpus, queries)
     return test

@@ -89,6 +89,8 @@ def write_results(out: Path, tables: dict[str, Recorder], extra: dict[str, Any])
     text = "\n\n".join(sections)
     if "kept_checkpoint" in extra:
         text += f"\n\nFine-tuning kept {describe_kept(extra['kept_checkpoint'])}."
+    if extra.get("rerank"):
+        text += "\n\n" + describe_rerank(extra["rerank"])
     with atomic_open(out / "results.md", "w") as handle:
         handle.write(text + "\n")
     with atomic_open(out / "results.json", "w") as handle:
@@ -102,3 +104,12 @@ def describe_kept(kept: dict[str, Any]) -> str:
     if not kept.get("checkpoint"):
         return f"the last weights (no evaluation during training){'; ' + scores if scores else ''}"
     return f"{kept['checkpoint']} (dev {kept['metric']} {kept['best']:.4f}; evaluations: {scores})"
+
+
+def describe_rerank(rerank: dict[str, Any]) -> str:
+    """One line: what the cross-encoder reranked and the fusion weight chosen on dev."""
+    return (
+        f"rerank: the cross-encoder reranked the top {rerank['depth']} of {rerank['first_stage']} "
+        f"(the best first stage on dev); rerank+hybrid gives its score the weight "
+        f"{rerank['rerank_weight']:g} (tuned on dev)."
+    )

@@ -30,8 +30,8 @@ WORK = ".recipe-work"
 STATE = "state.json"
 # what the recipe leaves in output_dir: only these are ever replaced there
 OUTPUTS = (
-    "recipe_config.json", "train.mined.jsonl", "runs", "model", "searcher", "results.json",
-    "results.md",
+    "recipe_config.json", "train.mined.jsonl", "runs", "model", "reranker", "searcher",
+    "results.json", "results.md",
 )  # fmt: skip
 
 
@@ -117,17 +117,17 @@ class RecipeFolder:
             json.dump({"key": stage_key, "value": value}, handle)
 
     def finish(self) -> None:
-        """Move every output from the work folder into ``output_dir``."""
+        """Move every output from the work folder into ``output_dir``; an output of an earlier
+        recipe that this one did not make (a reranker, when reranking is now off) is removed."""
         for name in OUTPUTS:
             made = self.work / name
-            if not made.exists():
-                continue
             target = self.out / name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-            elif target.exists():
+            elif target.exists() or target.is_symlink():
                 target.unlink()
-            os.replace(made, target)
+            if made.exists():
+                os.replace(made, target)
         shutil.rmtree(self.work / "stages", ignore_errors=True)
         self._write_state(finished=True)
 

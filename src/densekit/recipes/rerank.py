@@ -1,0 +1,227 @@
+"""The recipe's opt-in rerank stage (``--rerank true``): a cross-encoder on the first stage's hits.
+
+A cross-encoder is trained from the recipe's base model (a fresh one-label head) on the mined
+training file, so on the train queries only, with the library function ``densekit
+train-reranker`` runs (:func:`densekit.training.reranker_trainer.train_reranker`). It reranks
+the top ``rerank_depth`` of the first stage that scores best on dev nDCG@10 among those the
+searcher folder serves (``bm25+fine-tuned`` -> hybrid, ``fine-tuned`` -> dense, ``bm25``), giving
+the ``rerank`` row; the ``rerank+hybrid`` row fuses the reranker's scores with that first stage
+(weighted min-max, the weight tuned on dev as ``densekit fuse --tune_on`` does). The test split
+reuses the dev choices.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from densekit.data.runs import Run
+from densekit.evaluation.fusion_tuning import tune_weights
+from densekit.modeling.reranker import CONFIG_NAME, CrossEncoderReranker
+from densekit.recipes.config import RecipeConfig
+from densekit.recipes.results import METRICS, Recorder
+from densekit.recipes.resume import RecipeFolder, plain_run
+from densekit.retrieval.fusion import fuse
+from densekit.training.reranker_trainer import RerankerRun, train_reranker
+
+logger = logging.getLogger("densekit.recipe")
+
+# the recipe's rows a searcher folder can serve, with their mode; ties keep this order
+FIRST_STAGES = {"bm25+fine-tuned": "hybrid", "fine-tuned": "dense", "bm25": "bm25"}
+FOLDER = "reranker"
+GRID_STEP = 0.1
+
+
+@dataclass
+class RerankChoice:
+    """What the dev split decided: the first stage, the fusion weights (first stage, reranker),
+    the depth, and the reranker itself (loaded once, to score the test split too)."""
+
+    first_stage: str
+    weights: tuple[float, ...]
+    depth: int
+    reranker: CrossEncoderReranker = field(repr=False)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "first_stage": self.first_stage,
+            "searcher_mode": FIRST_STAGES[self.first_stage],
+            "depth": self.depth,
+            "rerank_weight": self.weights[1],
+            "training": self.training,
+        }
+
+
+def choose_first_stage(dev: Recorder) -> str:
+    """The servable system with the best dev nDCG@10 (ties: the order of ``FIRST_STAGES``)."""
+    return max(FIRST_STAGES, key=lambda system: dev.results[system][METRICS[0]])
+
+
+def train_cross_encoder(
+    config: RecipeConfig, base: str, train_file: Path, folder: Path
+) -> dict[str, Any]:
+    """Train a cross-encoder from ``base`` on ``train_file`` (listwise loss over groups of one
+    positive and ``rerank_group_size - 1`` mined negatives) into ``folder``."""
+    from densekit import precision
+
+    shutil.rmtree(folder, ignore_errors=True)  # what a killed training left
+    run = RerankerRun(
+        model_name_or_path=base,
+        dataset_path=str(train_file),
+        output_dir=str(folder),
+        train_group_size=config.rerank_group_size,
+        max_len=config.rerank_max_len,
+        loss="listwise",
+        overwrite_output_dir=True,
+        training={
+            "learning_rate": config.rerank_learning_rate,
+            "num_train_epochs": config.rerank_epochs,
+            "per_device_train_batch_size": config.rerank_batch_size,
+            "warmup_steps": config.warmup_ratio,
+            "logging_steps": 5,
+            "save_strategy": "no",
+            "seed": config.seed,
+            "bf16": precision.resolve(config.precision) == "bf16",
+        },
+    )
+    trainer = train_reranker(run)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return {"steps": trainer.state.global_step, "losses": losses}
+
+
+def top(run: Run, depth: int) -> Run:
+    """Each query's best ``depth`` hits, best first (equal scores keep the run's order)."""
+    return {
+        qid: dict(islice(sorted(hits.items(), key=lambda hit: -hit[1]), depth))
+        for qid, hits in run.items()
+    }
+
+
+def corpus_documents(corpus: datasets.Dataset) -> Callable[[str], tuple[str, str]]:
+    """``docid -> (title, text)`` as the searcher folder's corpus store gives them."""
+    table = {
+        docid: (title or "", text or "")
+        for docid, title, text in zip(corpus["docid"], corpus["title"], corpus["text"], strict=True)
+    }
+    return lambda docid: table.get(docid, ("", ""))
+
+
+def rerank(
+    reranker: CrossEncoderReranker,
+    first: Run,
+    queries: datasets.Dataset,
+    document: Callable[[str], tuple[str, str]],
+    depth: int,
+) -> Run:
+    """The top ``depth`` of ``first`` reordered by the cross-encoder's scores."""
+    texts = dict(zip(queries["query_id"], queries["text"], strict=True))
+    return dict(reranker.rerank_run(top(first, depth).items(), texts, document, depth=depth))
+
+
+def fuse_reranked(
+    first: Run,
+    reranked: Run,
+    depth: int,
+    qrels: dict[str, dict[str, int]] | None = None,
+    weights: tuple[float, ...] | None = None,
+) -> tuple[Run, tuple[float, ...]]:
+    """Weighted min-max fusion of the first stage's top ``depth`` with their reranked scores;
+    without ``weights`` they are tuned on ``qrels`` (``densekit fuse --tune_on``'s grid)."""
+    pair = [top(first, depth), reranked]
+    if weights is None:
+        weights = tune_weights(pair, qrels or {}, METRICS[0], GRID_STEP, "minmax", depth).weights
+    return fuse(pair, "weighted", weights=weights, normalize="minmax", depth=depth).run, weights
+
+
+def rerank_dev(
+    config: RecipeConfig,
+    folder: RecipeFolder,
+    keys: dict[str, str],
+    dev: Recorder,
+    corpus: datasets.Dataset,
+    queries: datasets.Dataset,
+    base: str,
+    train_file: Path,
+    seconds: dict[str, float],
+) -> RerankChoice:
+    """Train (or reuse) the cross-encoder, rerank the dev-best first stage, tune the fusion;
+    records the ``rerank`` and ``rerank+hybrid`` rows in ``dev``."""
+    model_dir = folder.work / FOLDER
+    done = folder.done("reranker", keys["reranker"])
+    if done is None or not (model_dir / CONFIG_NAME).is_file():
+        logger.info("== reranker")
+        start = time.perf_counter()
+        training = train_cross_encoder(config, base, train_file, model_dir)
+        seconds["reranker"] = time.perf_counter() - start
+        folder.record("reranker", keys["reranker"], {"training": training, **seconds})
+    else:
+        training, seconds["reranker"] = done["training"], done["reranker"]
+    reranker = CrossEncoderReranker.from_pretrained(model_dir)
+    first = choose_first_stage(dev)
+    depth = config.rerank_depth
+    done = folder.done("rerank", keys["rerank"])
+    if done is None or done["first_stage"] != first:
+        logger.info("== rerank (the top %d of %s)", depth, first)
+        start = time.perf_counter()
+        reranked = rerank(reranker, dev.runs[first], queries, corpus_documents(corpus), depth)
+        seconds["rerank"] = time.perf_counter() - start
+        value = {"first_stage": first, "run": plain_run(reranked), "rerank": seconds["rerank"]}
+        folder.record("rerank", keys["rerank"], value)
+    else:
+        reranked, seconds["rerank"] = done["run"], done["rerank"]
+    dev("rerank", reranked, seconds["reranker"] + seconds["rerank"])
+    dev.results["rerank"].update(first_stage=first, depth=depth)
+    start = time.perf_counter()
+    fused, weights = fuse_reranked(dev.runs[first], reranked, depth, dev.qrels)
+    seconds["rerank fusion"] = time.perf_counter() - start
+    record_fused(dev, fused, seconds["rerank fusion"], first, weights, depth)
+    logger.info("reranked %s; rerank+hybrid weight %.2f", first, weights[1])
+    return RerankChoice(first, weights, depth, reranker, training)
+
+
+def record_fused(
+    record: Recorder,
+    fused: Run,
+    seconds: float,
+    first: str,
+    weights: tuple[float, ...],
+    depth: int,
+) -> None:
+    record("rerank+hybrid", fused, seconds)
+    record.results["rerank+hybrid"].update(rerank_weight=weights[1], depth=depth, first_stage=first)
+
+
+def rerank_split(
+    record: Recorder,
+    choice: RerankChoice,
+    corpus: datasets.Dataset,
+    queries: datasets.Dataset,
+) -> None:
+    """The test split's ``rerank`` and ``rerank+hybrid`` rows, with every choice made on dev
+    (first stage, depth, fusion weight); ``record`` already holds the first stage's run."""
+    start = time.perf_counter()
+    first, depth = choice.first_stage, choice.depth
+    document = corpus_documents(corpus)
+    reranked = rerank(choice.reranker, record.runs[first], queries, document, depth)
+    record("rerank", reranked, time.perf_counter() - start)
+    record.results["rerank"].update(first_stage=first, depth=depth)
+    start = time.perf_counter()
+    fused, _ = fuse_reranked(record.runs[first], reranked, depth, weights=choice.weights)
+    record_fused(record, fused, time.perf_counter() - start, first, choice.weights, depth)
+
+
+def forget(work: Path) -> None:
+    """Drop what an earlier run with ``--rerank true`` left in the work folder (a recipe rerun
+    without it must not move a stale reranker or its runs into the output)."""
+    shutil.rmtree(work / FOLDER, ignore_errors=True)
+    for stale in (work / "runs").glob("rerank*.trec"):
+        stale.unlink()
