@@ -48,6 +48,15 @@ def new_parser(prog: str, doc: str | None, **kwargs) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=prog, description=plain(doc or "").strip(), **kwargs)
 
 
+# the modules whose text defines the train parser's flags (train and jax-train share it)
+TRAIN_FLAG_SOURCES = [
+    "densekit.arguments",
+    "densekit.compat.flags",
+    "densekit.compat.apply",
+    "densekit.commands._help",
+]
+
+
 def cached_help(command: str, sources: list[str], render: Callable[[], str]) -> str:
     """``render()``'s help text, kept in the user's cache between calls.
 

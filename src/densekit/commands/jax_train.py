@@ -15,20 +15,14 @@ import sys
 from typing import TYPE_CHECKING
 
 from densekit.commands import run_guarded
-from densekit.commands._help import Formatter, cached_help, plain
+from densekit.commands._help import TRAIN_FLAG_SOURCES, Formatter, cached_help, plain
 from densekit.errors import ConfigError
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser
 
 # the modules whose text defines the flags: --help is rendered again when one changes
-HELP_SOURCES = [
-    "densekit.arguments",
-    "densekit.compat.flags",
-    "densekit.compat.apply",
-    "densekit.commands._help",
-    __name__,
-]
+HELP_SOURCES = [*TRAIN_FLAG_SOURCES, __name__]
 
 _DTYPES = {"float32": "fp32", "bfloat16": "bf16"}
 

@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from densekit.commands import run_guarded
-from densekit.commands._help import Formatter, cached_help, plain
+from densekit.commands._help import TRAIN_FLAG_SOURCES, Formatter, cached_help, plain
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser
@@ -22,13 +22,7 @@ if TYPE_CHECKING:
     from densekit.evaluation.exact import ExactEvaluator
 
 # the modules whose text defines the flags: --help is rendered again when one changes
-HELP_SOURCES = [
-    "densekit.arguments",
-    "densekit.compat.flags",
-    "densekit.compat.apply",
-    "densekit.commands._help",
-    __name__,
-]
+HELP_SOURCES = [*TRAIN_FLAG_SOURCES, __name__]
 
 
 def build_parser() -> HfArgumentParser:
