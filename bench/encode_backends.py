@@ -38,7 +38,17 @@ from pathlib import Path
 import _common  # noqa: F401  (environment first)
 import numpy as np
 import torch
-from _common import DATA, ROOT, alternate, header, load_texts, median, model_path, spread
+from _common import (
+    DATA,
+    DENSEKIT_VARIANTS,
+    ROOT,
+    alternate,
+    header,
+    load_texts,
+    median,
+    model_path,
+    spread,
+)
 
 from densekit.data.qrels import load_qrels
 from densekit.evaluation.metrics import evaluate
@@ -48,13 +58,7 @@ from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.retrieval.index import build_index
 from densekit.retrieval.search import search_index
 
-DK = {
-    "dk-torch": ("torch", None),
-    "dk-onnx": ("onnx", None),
-    "dk-onnx-int8": ("onnx", "int8"),
-    "dk-ov": ("openvino", None),
-    "dk-ov-int8": ("openvino", "int8"),
-}
+DK = DENSEKIT_VARIANTS
 ST = ("st-torch", "st-onnx", "st-onnx-q8", "st-ov", "st-ov-q8")
 QUALITY = "dk-torch,dk-onnx-int8,dk-ov-int8,st-onnx-q8,st-ov-q8"
 

@@ -227,7 +227,7 @@ def save_and_reload(trainer: RetrievalTrainer, out: str) -> dict:
     the engine's full fp32 parameters."""
     from deepspeed.utils import safe_get_full_fp32_param
 
-    from densekit.training.run import save_final
+    from densekit.training.checkpoints import save_final
 
     folder = os.path.join(out, "final")
     save_final(trainer, folder)

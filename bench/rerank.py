@@ -44,7 +44,7 @@ from pathlib import Path
 import _common  # noqa: F401  (environment first)
 import numpy as np
 import torch
-from _common import DATA, ROOT, alternate, header, median, model_path, spread
+from _common import DATA, DENSEKIT_VARIANTS, ROOT, alternate, header, median, model_path, spread
 
 from densekit.data.qrels import load_qrels
 from densekit.data.readers import load_corpus, load_queries
@@ -52,13 +52,7 @@ from densekit.data.runs import read_run
 from densekit.evaluation.metrics import evaluate
 from densekit.inference.backends.rerank import load_reranker, sample_pairs
 
-DK = {
-    "dk-torch": ("torch", None),
-    "dk-onnx": ("onnx", None),
-    "dk-onnx-int8": ("onnx", "int8"),
-    "dk-ov": ("openvino", None),
-    "dk-ov-int8": ("openvino", "int8"),
-}
+DK = DENSEKIT_VARIANTS
 ST = {"st-torch": "torch", "st-onnx": "onnx", "st-ov": "openvino"}
 WANTED_FLAGS = ("avx2", "avx512", "amx", "avx_vnni")
 

@@ -161,29 +161,13 @@ def encode_and_search(
 
 
 def make_tiny_decoder(kind: str, folder: Path, bert_tokenizer) -> str:
-    """A random 2-layer LLaMA- or Qwen2-style model; the MiniLM tokenizer with [SEP] as EOS."""
-    from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
+    """A random 2-layer LLaMA- or Qwen2-style model of width 32; the MiniLM tokenizer with
+    [SEP] as EOS (the GPU tests' builder, smaller)."""
+    from gpu_support import make_tiny_decoder as build
 
     tokenizer = type(bert_tokenizer).from_pretrained(bert_tokenizer.name_or_path)
     tokenizer.eos_token = "[SEP]"  # stands in for a decoder's EOS: the tests only need an id
-    config_cls, model_cls = (
-        (LlamaConfig, LlamaModel) if kind == "llama" else (Qwen2Config, Qwen2Model)
-    )
-    config = config_cls(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    model_cls(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return build(kind, folder, tokenizer, hidden=32, intermediate=48, positions=128)
 
 
 @pytest.fixture(scope="session")

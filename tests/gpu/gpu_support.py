@@ -67,27 +67,37 @@ def make_tiny_bert(folder: Path, dropout: float = 0.0, seed: int = 0) -> str:
     return str(folder)
 
 
-def make_tiny_decoder(kind: str, folder: Path, seed: int = 0) -> str:
-    """A random 2-layer LLaMA- or Qwen2-style decoder of width 64 (head size 16, GQA 4/2)."""
+def make_tiny_decoder(
+    kind: str,
+    folder: Path,
+    tokenizer=None,
+    hidden: int = 64,
+    intermediate: int = 128,
+    positions: int = 256,
+    seed: int = 0,
+) -> str:
+    """A random 2-layer LLaMA- or Qwen2-style decoder (4 heads, GQA 4/2) with ``tokenizer``
+    (default: the MiniLM tokenizer with an EOS token). The root conftest's tiny decoder is this
+    one at width 32."""
     from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
 
-    tokenizer = tokenizer_with_eos()
+    tokenizer = tokenizer if tokenizer is not None else tokenizer_with_eos()
     config_cls, model_cls = (
         (LlamaConfig, LlamaModel) if kind == "llama" else (Qwen2Config, Qwen2Model)
     )
     config = config_cls(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=256,
+        max_position_embeddings=positions,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)
-    model_cls(config).save_pretrained(folder)
+    model_cls(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
 

@@ -8,8 +8,12 @@ the Trainer.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from densekit.errors import ConfigError
 from densekit.modeling.config import CONFIG_NAME
@@ -64,3 +68,24 @@ def resume_point(spec: str | bool | None, output_dir: str) -> str | None:
             f"({', '.join(skipped)})"
         )
     return str(complete[-1])
+
+
+def save_final(trainer: Any, output_dir: str, marker: str = CONFIG_NAME) -> None:
+    """Save the trained model into ``output_dir`` atomically: into a temp folder first, then
+    each entry renamed into place, ``marker`` (the model's own config) last, so its presence
+    marks a complete folder. On ranks that do not save, ``save_model`` still joins collective
+    gathers (ZeRO-3) and writes nothing."""
+    if not trainer.args.should_save:
+        trainer.save_model(output_dir)
+        return
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".final-", dir=output_dir)
+    try:
+        trainer.save_model(tmp)
+        for name in sorted(os.listdir(tmp), key=lambda entry: entry == marker):
+            target = Path(output_dir) / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(Path(tmp) / name, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,13 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
 
+from densekit.atomic import check_writable
 from densekit.data.readers import load_corpus, load_train
 from densekit.data.train_dataset import Corpus, TrainDataset
 from densekit.errors import ConfigError, DataError
 from densekit.modeling.reranker import CONFIG_NAME, CrossEncoderReranker, RerankerConfig
 from densekit.modeling.reranker_losses import needs_teacher, reranker_loss
+from densekit.training.checkpoints import save_final
 from densekit.training.trainer import EpochCallback
 
 logger = logging.getLogger("densekit.train_reranker")
@@ -164,24 +164,9 @@ def check_run(run: RerankerRun) -> None:
     out = Path(run.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output_dir {out} is a file; expected a folder path for this output")
-    _check_writable(out)
+    check_writable(out)
     if out.is_dir() and any(out.iterdir()) and not run.overwrite_output_dir:
         raise ConfigError(f"--output_dir {out} is not empty: pass --overwrite_output_dir")
-
-
-def _check_writable(folder: Path) -> None:
-    """Refuse, before any work, an output folder that cannot be created (tried, not guessed)."""
-    parent = folder.absolute()
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"--output_dir {folder}: cannot be written: {parent} is a file")
-    try:
-        Path(tempfile.mkdtemp(prefix=".densekit-probe.", dir=parent)).rmdir()
-    except OSError as exc:
-        raise ConfigError(
-            f"--output_dir {folder}: cannot write in {parent} ({exc.strerror})"
-        ) from None
 
 
 def build_trainer(
@@ -227,24 +212,6 @@ def build_trainer(
     )
 
 
-def save_final(trainer: RerankerTrainer, output_dir: str) -> None:
-    """The trained model into ``output_dir`` through a temporary folder, its config last
-    (its presence marks a complete folder)."""
-    if not trainer.args.should_save:
-        return
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".final-", dir=output_dir)
-    try:
-        trainer.save_model(tmp)
-        for name in sorted(os.listdir(tmp), key=lambda entry: entry == CONFIG_NAME):
-            target = Path(output_dir) / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(Path(tmp) / name, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def train_reranker(run: RerankerRun) -> RerankerTrainer:
     """Check, read, build, train, save; returns the trainer (its log history has the losses)."""
     check_run(run)
@@ -255,5 +222,5 @@ def train_reranker(run: RerankerRun) -> RerankerTrainer:
         )
     trainer = build_trainer(run, data)
     trainer.train(resume_from_checkpoint=run.training.get("resume_from_checkpoint"))
-    save_final(trainer, run.output_dir)
+    save_final(trainer, run.output_dir, CONFIG_NAME)
     return trainer

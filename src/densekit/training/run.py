@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -33,7 +30,7 @@ from densekit.errors import ConfigError
 from densekit.modeling.encoder import DenseEncoder, load_tokenizer
 from densekit.modeling.factory import build_encoder
 from densekit.modeling.losses import RetrievalLoss, loss_from_args
-from densekit.training.checkpoints import resume_point
+from densekit.training.checkpoints import resume_point, save_final
 from densekit.training.model_card import write_model_card
 from densekit.training.report import write_report
 from densekit.training.trainer import RetrievalTrainer
@@ -136,25 +133,6 @@ def _check_output_dir(args: RetrievalTrainingArguments) -> None:
         raise ConfigError(
             f"--output_dir {out} is not empty: pass --overwrite_output_dir or --resume_from_checkpoint"
         )
-
-
-def save_final(trainer: RetrievalTrainer, output_dir: str) -> None:
-    """Save the trained model into ``output_dir`` atomically (temp folder, then renames)."""
-    if not trainer.args.should_save:
-        trainer.save_model(output_dir)  # joins collective gathers (ZeRO-3), writes nothing
-        return
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".final-", dir=output_dir)
-    try:
-        trainer.save_model(tmp)
-        entries = sorted(os.listdir(tmp), key=lambda name: name == "densekit_config.json")
-        for name in entries:  # the config last: its presence marks a complete folder
-            target = Path(output_dir) / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(Path(tmp) / name, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_trainer(
