@@ -177,6 +177,7 @@ def build_trainer(
         output_dir=run.output_dir,
         report_to="none",
         remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(),  # else HF refuses bf16 on a CPU, native or not
         **run.training,
     )
     set_seed(args.seed)
