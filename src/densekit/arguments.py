@@ -199,6 +199,13 @@ class DataArguments:
         default=100_000_000, metadata={"help": "cap per training file"}
     )
     dataset_proc_num: int = field(default=1, metadata={"help": "processes to read data files"})
+    train_positives: str = field(
+        default="one",
+        metadata={
+            "help": "one: a positive sampled per query per epoch; all: one training example per "
+            "(query, judged positive) pair"
+        },
+    )
     passage_selection_strategy: str | None = field(
         default=None, metadata={"help": "MultiLevelDataset: most_relevant | random (Trove)"}
     )
@@ -216,6 +223,8 @@ class DataArguments:
         )
         if self.pad_to_multiple_of < 0:
             raise ConfigError("--pad_to_multiple_of must be 0 (off) or positive")
+        if self.train_positives not in ("one", "all"):
+            raise ConfigError(f"--train_positives {self.train_positives!r}: expected one or all")
         if self.padding_side not in (None, "left", "right"):
             raise ConfigError(f"--padding_side {self.padding_side!r}: expected left or right")
 
@@ -230,6 +239,13 @@ class RetrievalTrainingArguments(TrainingArguments):
     )
     negatives_cross_device: bool = field(
         default=False, metadata=_alias("--negatives_x_device", help="gather negatives over ranks")
+    )
+    mask_false_negatives: bool = field(
+        default=True,
+        metadata={
+            "help": "leave passages judged relevant to a query (same docid, or same text) out of "
+            "its in-batch negatives (infonce)"
+        },
     )
     grad_cache: bool = field(default=False, metadata={"help": "GradCache large batches"})
     gc_q_chunk_size: int = field(default=4, metadata={"help": "GradCache query chunk"})

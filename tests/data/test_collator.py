@@ -115,3 +115,19 @@ def test_teacher_scores_and_graded_labels_stay_apart(tokenizer):
     assert "labels" not in batch and batch["teacher_scores"].tolist() == [pytest.approx([0.7, 0.2])]
     batch = RetrievalCollator(tokenizer)(graded)
     assert "teacher_scores" not in batch and batch["labels"].tolist() == [[2.0, 0.0]]
+
+
+def test_id_tensors_pad_positive_ids(tiny_model):
+    """Passage ids in batch order; positive ids one row per query, padded with -1."""
+    from densekit.data.collator import RetrievalCollator
+    from densekit.modeling.encoder import load_tokenizer
+
+    items = [
+        {"query": "a", "passages": ["x", "y"], "passage_ids": [1, 2], "positive_ids": [1]},
+        {"query": "b", "passages": ["z", "x"], "passage_ids": [3, 1], "positive_ids": [3, 1, 7]},
+    ]
+    batch = RetrievalCollator(load_tokenizer(tiny_model), 8, 8)(items)
+    assert batch["passage_ids"].tolist() == [1, 2, 3, 1]
+    assert batch["positive_ids"].tolist() == [[1, -1, -1], [3, 1, 7]]
+    plain = RetrievalCollator(load_tokenizer(tiny_model), 8, 8)([{"query": "a", "passages": ["x"]}])
+    assert "passage_ids" not in plain

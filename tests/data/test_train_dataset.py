@@ -174,3 +174,52 @@ def test_scores_dropped_when_some_rows_lack_them(tmp_path, write_jsonl):
     dataset = TrainDataset(load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=1)
     assert not dataset.has_scores
     assert dataset[0]["scores"] is None
+
+
+def test_all_positives_gives_one_item_per_query_positive_pair(tmp_path, write_jsonl):
+    """``positives="all"``: an epoch holds every (query, positive) pair exactly once, each item's
+    target is that pair's positive, and its negatives still come from its own row."""
+    rows = [
+        {"query": f"query {i}", "pos": [f"pos {i}.{j}" for j in range(i + 1)],
+         "neg": [f"neg {i}.{j}" for j in range(4)]}
+        for i in range(4)
+    ]  # fmt: skip
+    dataset = TrainDataset(
+        load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=3, positives="all"
+    )
+    assert len(dataset) == 1 + 2 + 3 + 4
+    items = _epoch_items(dataset)
+    pairs = sorted((item["query"], item["passages"][0]) for item in items)
+    assert pairs == sorted((f"query {i}", f"pos {i}.{j}") for i in range(4) for j in range(i + 1))
+    for item in items:
+        i = item["query"].split()[1]
+        assert set(item["passages"][1:]) <= {f"neg {i}.{j}" for j in range(4)}
+    with pytest.raises(Exception, match="one or all"):
+        TrainDataset(dataset.records, group_size=3, positives="some")
+
+
+def test_passage_ids_name_passages_and_every_positive(tmp_path, write_jsonl):
+    """Items carry stable ids: the same docid -> the same id wherever it appears (the text may
+    differ), passages without docids by their text; ``positive_ids`` lists all the row's
+    positives, not only the sampled one."""
+    from densekit.data.train_dataset import passage_id
+
+    rows = [
+        {"query_id": "a", "query": "qa",
+         "positive_passages": [{"docid": "d1", "title": "", "text": "one"},
+                               {"docid": "d2", "title": "", "text": "two"}],
+         "negative_passages": [{"docid": "d3", "title": "", "text": "three"}]},
+        {"query_id": "b", "query": "qb",
+         "positive_passages": [{"docid": "d2", "title": "", "text": "two, again"}],
+         "negative_passages": [{"docid": "d1", "title": "", "text": "one"}]},
+    ]  # fmt: skip
+    dataset = TrainDataset(load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=2)
+    first, second = dataset[0], dataset[1]
+    ids = {"d1": passage_id({"docid": "d1"}), "d2": passage_id({"docid": "d2"})}
+    assert sorted(first["positive_ids"]) == sorted(ids.values())
+    assert second["positive_ids"] == [ids["d2"]]
+    assert second["passage_ids"] == [ids["d2"], ids["d1"]]
+    assert len({*ids.values(), passage_id({"docid": "d3"})}) == 3
+    by_text = passage_id({"docid": None, "title": "t", "text": "x"})
+    assert by_text == passage_id({"title": "t", "text": "x"}) != passage_id({"text": "x"})
+    assert 0 <= by_text < 2**63

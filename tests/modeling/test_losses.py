@@ -218,3 +218,86 @@ def test_trove_kl_by_hand(qp):
     assert loss(q, p, labels).item() == pytest.approx(total / n, rel=1e-5)
     with pytest.raises(ConfigError, match="labels"):
         loss(q, p)
+
+
+def _masked_infonce(q, p, masked: set[tuple[int, int]], symmetric=False) -> float:
+    """InfoNCE by loops, entries ``(query, passage)`` in ``masked`` left out of each softmax."""
+    n, group = len(q), len(p) // len(q)
+    total = 0.0
+    for i in range(n):
+        kept = [j for j in range(len(p)) if (i, j) not in masked]
+        logits = [_dot(q[i], p[j]) / TEMP for j in kept]
+        total += _cross_entropy(logits, kept.index(i * group))
+    loss = total / n
+    if not symmetric:
+        return loss
+    back = 0.0
+    for i in range(n):
+        kept = [j for j in range(n) if (j, i * group) not in masked]
+        logits = [_dot(p[i * group], q[j]) / TEMP for j in kept]
+        back += _cross_entropy(logits, kept.index(i))
+    return (loss + back / n) / 2
+
+
+def test_false_negative_mask_against_sets():
+    """The mask marks passage j for query i iff j's id is among i's positives and j is not
+    i's target (the first of its group): checked against plain set membership."""
+    from densekit.modeling.losses import false_negative_mask
+
+    group = 3
+    passage_ids = [10, 11, 12, 20, 10, 22, 30, 31, 20]  # 10 and 20 appear twice
+    positives = [[10, 20], [20], [30, 10, 99]]
+    width = max(map(len, positives))
+    padded = torch.tensor([row + [-1] * (width - len(row)) for row in positives])
+    mask = false_negative_mask(torch.tensor(passage_ids), padded)
+    for i, row in enumerate(positives):
+        for j, pid in enumerate(passage_ids):
+            want = pid in row and j != i * group
+            assert bool(mask[i, j]) == want, (i, j)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_infonce_leaves_false_negatives_out(qp, symmetric):
+    """Masked entries are dropped from both softmaxes (hand loop); an all-False mask changes
+    nothing; the gradient w.r.t. a masked passage's vector gets no push from that query."""
+    q, p = qp
+    masked = {(0, 3), (1, 1)}  # query 0: query 1's positive; query 1: a passage of group 0
+    mask = torch.zeros(N, N * GROUP, dtype=torch.bool)
+    for i, j in masked:
+        mask[i, j] = True
+    loss = InfoNCELoss(temperature=TEMP, symmetric=symmetric)
+    got = loss(q, p, false_negatives=mask).item()
+    want = _masked_infonce(q.tolist(), p.tolist(), masked, symmetric)
+    assert got == pytest.approx(want, rel=1e-6)  # the loss is taken in float32
+    plain = loss(q, p).item()
+    assert loss(q, p, false_negatives=torch.zeros_like(mask)).item() == pytest.approx(plain)
+    assert abs(got - plain) > 1e-6 * abs(plain)
+
+
+def test_infonce_mask_within_own_group_only():
+    """Without in-batch negatives only the mask's own-group entries count."""
+    generator = torch.Generator().manual_seed(3)
+    q = torch.rand(N, DIM, generator=generator, dtype=torch.float64)
+    p = torch.rand(N * GROUP, DIM, generator=generator, dtype=torch.float64)
+    mask = torch.zeros(N, N * GROUP, dtype=torch.bool)
+    mask[0, 1] = True  # own group of query 0
+    mask[1, 2] = True  # another query's group: irrelevant without in-batch negatives
+    loss = InfoNCELoss(temperature=TEMP, use_inbatch_neg=False)
+    got = loss(q, p, false_negatives=mask).item()
+    want = 0.0
+    for i in range(N):
+        kept = [j for j in range(i * GROUP, (i + 1) * GROUP) if not (i == 0 and j == 1)]
+        logits = [_dot(q[i].tolist(), p[j].tolist()) / TEMP for j in kept]
+        want += _cross_entropy(logits, 0)
+    assert got == pytest.approx(want / N, rel=1e-6)
+
+
+def test_matryoshka_passes_the_mask_to_its_base(qp):
+    q, p = qp
+    mask = torch.zeros(N, N * GROUP, dtype=torch.bool)
+    mask[0, 4] = True
+    wrapped = MatryoshkaLoss("infonce", dims="2,4", weights="1,1", temperature=TEMP)
+    base = InfoNCELoss(temperature=TEMP)
+    want = base(q[:, :2], p[:, :2], false_negatives=mask) + base(q, p, false_negatives=mask)
+    assert wrapped.masks_false_negatives
+    assert wrapped(q, p, false_negatives=mask).item() == pytest.approx(want.item(), rel=1e-6)

@@ -67,7 +67,9 @@ def eight_rows(tmp_path_factory, write_jsonl) -> str:
     rows = [
         {
             "query": f"which protein binds receptor {i}",
-            "pos": [f"receptor {i} is bound by protein {i * 7}"],
+            # queries 0-3 share a judged positive with query i + 4: the false-negative mask
+            # then spans the two processes' halves of the batch
+            "pos": [f"receptor {j} is bound by protein {j * 7}" for j in (i, i + 4) if j < 8],
             "neg": [f"protein {i + j} has nothing to do with receptor {i}" for j in range(1, 4)],
         }
         for i in range(8)
@@ -153,6 +155,18 @@ def test_two_processes_without_cross_device_negatives_differ(
     _torchrun(
         [*common, "--output_dir", str(out), "--per_device_train_batch_size", "4", *STEP_FLAGS], out
     )
+    after = _weights(out)
+    gap = max((after[k] - single_process_step[k]).abs().max().item() for k in after)
+    assert gap > 1e-4
+
+
+def test_the_mask_takes_part(no_dropout_model, eight_rows, single_process_step, tmp_path):
+    """Guards the equality above: these rows share positives, so the step without the
+    false-negative mask is another step."""
+    out = tmp_path / "model"
+    common = ["--model_name_or_path", no_dropout_model, "--dataset_path", eight_rows]
+    flags = ["--output_dir", str(out), "--per_device_train_batch_size", "8"]
+    assert train_main([*common, *flags, *STEP_FLAGS, "--no_mask_false_negatives"]) == 0
     after = _weights(out)
     gap = max((after[k] - single_process_step[k]).abs().max().item() for k in after)
     assert gap > 1e-4

@@ -123,3 +123,52 @@ def test_grad_cache_with_gradient_accumulation_scales_like_the_trainer(tiny_mode
         want = grads[0][name]
         atol = 1e-6 * max(1.0, want.abs().max().item())
         torch.testing.assert_close(grads[1][name], want, atol=atol, rtol=1e-5)
+
+
+def test_grad_cache_and_plain_step_mask_false_negatives(tiny_model, tmp_path):
+    """With passage ids in the batch the trainer leaves each query's other judged positives out
+    of its negatives: the plain step and GradCache both give the gradient of the masked
+    full-batch loss (computed here from the same vectors with an explicit mask), which differs
+    from the unmasked one."""
+    from densekit.modeling.losses import false_negative_mask
+
+    encoder = DenseEncoder.from_pretrained(tiny_model, pooling="mean", normalize=True)
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    batch = _batch(tiny_model, queries=4, group=2)
+    # query 0's positives include query 2's positive (row 4); query 3's include row 1
+    batch["passage_ids"] = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    batch["positive_ids"] = torch.tensor([[0, 4], [2, -1], [4, -1], [6, 1]])
+    mask = false_negative_mask(batch["passage_ids"], batch["positive_ids"])
+    assert mask.sum() == 2
+    loss_fn = RetrievalLoss.create("infonce", temperature=0.1)
+    masked_loss = lambda q, p: loss_fn(q, p, false_negatives=mask)  # noqa: E731
+    expected = _reference_grads(encoder, batch, masked_loss, 4, 8, seed=0)
+    unmasked = _reference_grads(encoder, batch, loss_fn, 4, 8, seed=0)
+    assert any(not torch.allclose(expected[n], unmasked[n], atol=1e-6) for n in expected)
+    for grad_cache in (False, True):
+        args = RetrievalTrainingArguments(
+            output_dir=str(tmp_path / str(grad_cache)),
+            grad_cache=grad_cache,
+            gc_q_chunk_size=2,
+            gc_p_chunk_size=3,
+            report_to=[],
+        )
+        trainer = RetrievalTrainer(model=encoder, args=args, loss_fn=loss_fn)
+        encoder.zero_grad()
+        trainer.training_step(encoder, dict(batch))
+        for name, want in expected.items():
+            got = dict(encoder.named_parameters())[name].grad
+            atol = 1e-5 * max(1.0, want.abs().max().item())
+            torch.testing.assert_close(got, want, atol=atol, rtol=1e-4, msg=name)
+    args = RetrievalTrainingArguments(
+        output_dir=str(tmp_path / "off"), mask_false_negatives=False, report_to=[]
+    )
+    trainer = RetrievalTrainer(model=encoder, args=args, loss_fn=loss_fn)
+    encoder.zero_grad()
+    trainer.training_step(encoder, dict(batch))
+    for name, want in unmasked.items():
+        got = dict(encoder.named_parameters())[name].grad
+        atol = 1e-5 * max(1.0, want.abs().max().item())
+        torch.testing.assert_close(got, want, atol=atol, rtol=1e-4, msg=name)

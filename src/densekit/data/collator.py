@@ -42,9 +42,12 @@ def tokenize(
 
 @dataclass
 class RetrievalCollator:
-    """Turns dataset items into ``{"query", "passage", ["teacher_scores"], ["labels"]}``.
+    """Turns dataset items into ``{"query", "passage", ["teacher_scores"], ["labels"],
+    ["passage_ids", "positive_ids"]}``.
 
-    Teacher scores (``scores``: FlagEmbedding ``pos_scores``/``neg_scores``) and graded qrels
+    ``passage_ids`` [n * group] and ``positive_ids`` [n, most positives in the batch], padded
+    with -1, are the items' stable passage ids (``TrainDataset``): what the trainer needs to
+    tell a query's judged positives apart from its true in-batch negatives. Teacher scores (``scores``: FlagEmbedding ``pos_scores``/``neg_scores``) and graded qrels
     labels (``labels``: ``MultiLevelDataset``) stay apart: a loss may distil from either, but
     only labels are relevance judgments that IR metrics may count.
     """
@@ -84,4 +87,16 @@ class RetrievalCollator:
         for key, name in (("scores", "teacher_scores"), ("labels", "labels")):
             if all(item.get(key) for item in items):
                 batch[name] = torch.tensor([item[key] for item in items], dtype=torch.float32)
+        if all(item.get("passage_ids") is not None for item in items):
+            batch.update(id_tensors(items))
         return batch
+
+
+def id_tensors(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """The items' passage ids in batch order, and each query's positive ids padded with -1."""
+    widest = max(len(item["positive_ids"]) for item in items)
+    positives = torch.full((len(items), widest), -1, dtype=torch.long)
+    for row, item in enumerate(items):
+        positives[row, : len(item["positive_ids"])] = torch.tensor(item["positive_ids"])
+    passages = [pid for item in items for pid in item["passage_ids"]]
+    return {"passage_ids": torch.tensor(passages, dtype=torch.long), "positive_ids": positives}

@@ -1,13 +1,20 @@
 """Training groups: one query, one positive and ``group_size - 1`` negatives per item.
 
 Sampling is seeded by (seed, epoch, index), so a run is reproducible and each epoch sees other
-positives and negatives. Rows with too few negatives are repaired by sampling with replacement;
-rows with none get random corpus passages (or other queries' positives without a corpus).
-Records stay in Arrow; only the sampled passages become Python strings.
+positives and negatives. With ``positives="all"`` an epoch holds one item per (query, judged
+positive) pair instead of one per query, so every judged passage is trained on, not one
+sampled per query per epoch. Rows with too few negatives are repaired by sampling with
+replacement; rows with none get random corpus passages (or other queries' positives without a
+corpus). Records stay in Arrow; only the sampled passages become Python strings.
+
+Each item also carries stable ids of its passages and of all its query's positives, so the
+trainer can keep a passage that is judged relevant to a query from counting as that query's
+in-batch negative (:func:`passage_id`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from typing import Any
@@ -21,6 +28,20 @@ from densekit.data.formatting import TextFormat
 from densekit.errors import DataError
 
 logger = logging.getLogger(__name__)
+
+POSITIVES = ("one", "all")
+
+
+def passage_id(passage: dict[str, Any]) -> int:
+    """A stable 63-bit id: of the docid when the passage has one, else of its title and text,
+    so the same passage gets the same id in every row, process and run."""
+    key = (
+        f"d\0{passage['docid']}"
+        if passage.get("docid")
+        else (f"t\0{passage.get('title') or ''}\0{passage.get('text') or ''}")
+    )
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 class Corpus:
@@ -50,6 +71,8 @@ class TrainDataset(Dataset):
     ``records`` is the canonical train table from ``densekit.data.readers``; ``corpus`` resolves
     passages given only by id. ``scores`` holds teacher scores when every row has them.
     ``text_format`` (the encoder's config, normally) turns queries and passages into text.
+    ``positives``: ``"one"`` positive sampled per query per epoch (Tevatron's way), or ``"all"``:
+    one item per (query, positive) pair.
     """
 
     def __init__(
@@ -59,16 +82,29 @@ class TrainDataset(Dataset):
         corpus: Corpus | None = None,
         text_format: TextFormat | None = None,
         seed: int = 42,
+        positives: str = "one",
     ) -> None:
+        if positives not in POSITIVES:
+            raise DataError("training data", f"positives={positives!r}: use one or all")
         self.records = records
         self.group_size = group_size
         self.corpus = corpus
         self.text_format = text_format or TextFormat()
         self.seed = seed
         self.epoch = 0
+        self.pairs = self._positive_pairs() if positives == "all" else None
         self.has_scores = self._all_rows_have_scores()
         self._check_ids_resolvable()
         self._log_repairs()
+
+    def _positive_pairs(self) -> np.ndarray:
+        """``[(row, positive index)]`` for every positive of every row, in row order."""
+        counts = pc.list_value_length(self.records.data.column("pos")).to_numpy(
+            zero_copy_only=False
+        )
+        rows = np.repeat(np.arange(len(counts)), counts)
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        return np.stack([rows, np.arange(len(rows)) - starts], axis=1)
 
     def _neg_counts(self) -> np.ndarray:
         column = self.records.data.column("neg")
@@ -133,7 +169,7 @@ class TrainDataset(Dataset):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.records) if self.pairs is None else len(self.pairs)
 
     def _text(self, passage: dict[str, Any]) -> str:
         if passage["text"] is None:
@@ -153,9 +189,14 @@ class TrainDataset(Dataset):
         return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        row = self.records[index]
         rng = random.Random(hash((self.seed, self.epoch, index)))
-        pos_index = rng.randrange(len(row["pos"]))
+        if self.pairs is None:
+            row = self.records[index]
+            pos_index = rng.randrange(len(row["pos"]))
+        else:
+            record, pos_index = (int(v) for v in self.pairs[index])
+            row = self.records[record]
+            index = record  # random fill-ins exclude this query's own row
         chosen = [row["pos"][pos_index]]
         scores = [row["pos_scores"][pos_index]] if self.has_scores else []
         needed = self.group_size - 1
@@ -176,4 +217,6 @@ class TrainDataset(Dataset):
             "query": self.text_format.format_query(row["query"], prompt=row["prompt"]),
             "passages": [self._text(p) for p in chosen],
             "scores": scores or None,
+            "passage_ids": [passage_id(p) for p in chosen],
+            "positive_ids": [passage_id(p) for p in row["pos"]],
         }

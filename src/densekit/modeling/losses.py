@@ -3,6 +3,9 @@
 Every loss sees the whole batch of vectors as one tensor each — ``q`` [n, d] and ``p``
 [n * group, d], the passages of query i at rows ``i*group .. i*group+group-1`` with the
 positive first — and never knows about processes: the trainer gathers before calling it.
+A loss that scores other queries' passages may take ``false_negatives``, a boolean [n, n * group]
+mask of passages judged relevant to a query that are not its target (:func:`false_negative_mask`);
+those are left out of its softmax instead of being pushed down.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ def register(name: str) -> Callable[[type[RetrievalLoss]], type[RetrievalLoss]]:
 
 
 class RetrievalLoss(nn.Module):
-    """Base class: ``forward(q, p, teacher_scores=None) -> scalar``."""
+    """Base class: ``forward(q, p, teacher_scores=None) -> scalar``; ``masks_false_negatives``
+    says whether ``forward`` also takes ``false_negatives=``."""
 
     name = "base"
+    masks_false_negatives = False
 
     def __init__(self, temperature: float = 1.0, **_: object) -> None:
         super().__init__()
@@ -68,6 +73,19 @@ def group_targets(q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.arange(q.size(0), device=q.device) * group, group
 
 
+def false_negative_mask(passage_ids: torch.Tensor, positive_ids: torch.Tensor) -> torch.Tensor:
+    """``mask[i, j]``: passage j is one of query i's judged positives but not its target.
+
+    ``passage_ids`` [n * group] and ``positive_ids`` [n, k] (padded with -1) are stable passage
+    ids; each query's target is the first passage of its group.
+    """
+    n = positive_ids.size(0)
+    mask = (positive_ids.unsqueeze(-1) == passage_ids.view(1, 1, -1)).any(dim=1)
+    targets = torch.arange(n, device=mask.device) * (passage_ids.numel() // n)
+    mask[torch.arange(n, device=mask.device), targets] = False
+    return mask
+
+
 @register("infonce")
 class InfoNCELoss(RetrievalLoss):
     """Cross-entropy of each query over every passage of the batch, its positive the target.
@@ -75,7 +93,10 @@ class InfoNCELoss(RetrievalLoss):
     ``margin`` is subtracted from the positive's score before the temperature (additive
     margin, PaddleNLP); with ``use_inbatch_neg=False`` a query only sees its own group.
     ``symmetric`` adds the passage→query direction over the batch's positives.
+    ``false_negatives`` entries are dropped from the softmax in both directions.
     """
+
+    masks_false_negatives = True
 
     def __init__(
         self,
@@ -102,15 +123,22 @@ class InfoNCELoss(RetrievalLoss):
             scores = scores - self.margin * F.one_hot(targets, scores.size(1)).to(scores.dtype)
         return scores / self.temperature, targets
 
-    def forward(self, q, p, teacher_scores=None):
+    def forward(self, q, p, teacher_scores=None, false_negatives=None):
         scores, targets = self.scores(q, p)
-        loss = F.cross_entropy(scores.float(), targets)
+        scores = scores.float()
+        if false_negatives is not None:
+            if not self.use_inbatch_neg:  # each query's own group only
+                n = q.size(0)
+                own = torch.arange(n, device=q.device)
+                false_negatives = false_negatives.view(n, n, -1)[own, own]
+            scores = scores.masked_fill(false_negatives, float("-inf"))
+        loss = F.cross_entropy(scores, targets)
         if self.symmetric:
-            positives = p[group_targets(q, p)[0]]
-            back = positives @ q.T / self.temperature
-            loss = (
-                loss + F.cross_entropy(back.float(), torch.arange(q.size(0), device=q.device))
-            ) / 2
+            rows = group_targets(q, p)[0]
+            back = (p[rows] @ q.T / self.temperature).float()
+            if false_negatives is not None and self.use_inbatch_neg:
+                back = back.masked_fill(false_negatives[:, rows].T, float("-inf"))
+            loss = (loss + F.cross_entropy(back, torch.arange(q.size(0), device=q.device))) / 2
         return loss
 
 
@@ -204,8 +232,9 @@ class MatryoshkaLoss(RetrievalLoss):
                 f"--matryoshka_loss_weights has {len(self.weights)}"
             )
         self.normalize = normalize
+        self.masks_false_negatives = base.masks_false_negatives
 
-    def forward(self, q, p, teacher_scores=None):
+    def forward(self, q, p, teacher_scores=None, false_negatives=None):
         full = q.size(-1)
         terms = [(d, w) for d, w in zip(self.dims, self.weights, strict=True) if d <= full]
         if not terms:
@@ -215,7 +244,8 @@ class MatryoshkaLoss(RetrievalLoss):
             qd, pd = q[:, :dim], p[:, :dim]
             if self.normalize:
                 qd, pd = F.normalize(qd, dim=-1), F.normalize(pd, dim=-1)
-            total = total + weight * self.base(qd, pd, teacher_scores)
+            extra = {"false_negatives": false_negatives} if false_negatives is not None else {}
+            total = total + weight * self.base(qd, pd, teacher_scores, **extra)
         return total
 
 
@@ -248,6 +278,7 @@ __all__ = [
     "ListwiseLoss",
     "MatryoshkaLoss",
     "RetrievalLoss",
+    "false_negative_mask",
     "group_targets",
     "loss_from_args",
     "register",

@@ -28,3 +28,17 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     dist.all_gather(parts, tensor.detach().contiguous())
     parts[rank()] = tensor
     return torch.cat(parts, dim=0)
+
+
+def gather_ids(ids: torch.Tensor) -> torch.Tensor:
+    """All ranks' id tensors concatenated along dim 0 (no gradient). A 2-D tensor is padded
+    with -1 to the widest rank's width first, since ranks hold different numbers of ids."""
+    if world_size() == 1:
+        return ids
+    if ids.dim() == 2:
+        width = torch.tensor([ids.size(1)], device=ids.device)
+        dist.all_reduce(width, op=dist.ReduceOp.MAX)
+        ids = torch.nn.functional.pad(ids, (0, int(width) - ids.size(1)), value=-1)
+    parts = [torch.empty_like(ids) for _ in range(world_size())]
+    dist.all_gather(parts, ids.contiguous())
+    return torch.cat(parts, dim=0)

@@ -73,6 +73,7 @@ def build_dataset(
         corpus=corpus,
         text_format=encoder.settings,
         seed=seed,
+        positives=data_args.train_positives,
     )
 
 

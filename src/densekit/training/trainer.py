@@ -21,7 +21,7 @@ from transformers import Trainer, TrainerCallback
 
 from densekit.errors import ConfigError
 from densekit.modeling.encoder import DenseEncoder
-from densekit.modeling.losses import RetrievalLoss
+from densekit.modeling.losses import RetrievalLoss, false_negative_mask
 from densekit.training import distributed
 from densekit.training.grad_cache import grad_cache_step
 
@@ -80,19 +80,43 @@ class RetrievalTrainer(Trainer):
     # ------------------------------------------------------------------ loss
 
     def contrastive_loss(
-        self, q: torch.Tensor, p: torch.Tensor, teacher_scores: torch.Tensor | None = None
+        self,
+        q: torch.Tensor,
+        p: torch.Tensor,
+        teacher_scores: torch.Tensor | None = None,
+        inputs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         """The registry loss on this step's vectors, over all ranks with cross-device negatives.
 
         Scaled by the world size there, so DDP's gradient averaging yields the gradient of the
-        loss over the global batch.
+        loss over the global batch. With the batch's passage ids in ``inputs`` (and
+        ``--mask_false_negatives``, the default) passages judged relevant to a query are not
+        counted as its negatives, across ranks too.
         """
-        if getattr(self.args, "negatives_cross_device", False) and distributed.world_size() > 1:
+        ids = self._passage_ids(inputs)
+        cross = getattr(self.args, "negatives_cross_device", False)
+        if cross and distributed.world_size() > 1:
             q, p = distributed.gather_with_grad(q), distributed.gather_with_grad(p)
             if teacher_scores is not None:
                 teacher_scores = distributed.gather_with_grad(teacher_scores)
-            return self.loss_fn(q, p, teacher_scores) * distributed.world_size()
-        return self.loss_fn(q, p, teacher_scores)
+            if ids is not None:
+                ids = distributed.gather_ids(ids[0]), distributed.gather_ids(ids[1])
+        extra = {"false_negatives": false_negative_mask(*ids)} if ids is not None else {}
+        loss = self.loss_fn(q, p, teacher_scores, **extra)
+        return loss * distributed.world_size() if cross else loss
+
+    def _passage_ids(
+        self, inputs: dict[str, Any] | None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(passage ids, positive ids) when the false-negative mask applies to this step."""
+        if (
+            inputs is None
+            or "passage_ids" not in inputs
+            or not getattr(self.args, "mask_false_negatives", True)
+            or not getattr(self.loss_fn, "masks_false_negatives", False)
+        ):
+            return None
+        return inputs["passage_ids"], inputs["positive_ids"]
 
     def _loss_scale(self) -> int:
         cross = getattr(self.args, "negatives_cross_device", False)
@@ -106,7 +130,7 @@ class RetrievalTrainer(Trainer):
         num_items_in_batch: Any = None,
     ):
         output = model(query=inputs["query"], passage=inputs["passage"])
-        loss = self.contrastive_loss(output.q_reps, output.p_reps, loss_targets(inputs))
+        loss = self.contrastive_loss(output.q_reps, output.p_reps, loss_targets(inputs), inputs)
         return (loss, output) if return_outputs else loss
 
     def training_step(
@@ -122,7 +146,7 @@ class RetrievalTrainer(Trainer):
 
         def loss_and_backward(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
             with self.compute_loss_context_manager():
-                loss = self.contrastive_loss(q, p, teacher) / steps
+                loss = self.contrastive_loss(q, p, teacher, inputs) / steps
             self.accelerator.backward(loss)
             return loss
 
