@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import TOPICS
@@ -96,7 +97,10 @@ def test_quick_shrinks_in_the_config(quick):
     assert (config.max_train_queries, config.max_dev_queries, config.max_corpus) == (256, 100, 1500)
 
 
-def test_recipe_keeps_the_best_dev_checkpoint(beir_folder, tiny_model, tmp_path):
+def test_recipe_keeps_the_best_dev_checkpoint(beir_folder, tiny_model, tmp_path, monkeypatch):
+    """Among the evaluations, the best is kept (the zero-shot fallback, tested below, is held
+    off: a tiny random model may well never beat its own start)."""
+    monkeypatch.setattr(pipeline, "beats_zero_shot", lambda *a: True)
     out = tmp_path / "out"
     config = _config(
         beir_folder(test=False),
@@ -109,7 +113,12 @@ def test_recipe_keeps_the_best_dev_checkpoint(beir_folder, tiny_model, tmp_path)
     results = pipeline.run_recipe(config)
     kept = json.loads((out / "results.json").read_text())["kept_checkpoint"]
     steps = [step for step, _ in kept["evaluations"]]
-    assert steps == [3, 6, 9]  # 24 train queries, batch 8: one exact dev evaluation per epoch
+    pairs = sum(
+        1 for judged in load_data(config).train_qrels.values() for r in judged.values() if r > 0
+    )
+    per_epoch = pairs // 8  # one example per (query, positive) pair, batch 8, last one dropped
+    assert pairs > 24  # some of the 24 train queries have several positives
+    assert steps == [per_epoch, 2 * per_epoch, 3 * per_epoch]  # one evaluation per epoch
     best_step, best = max(kept["evaluations"], key=lambda e: (e[1], -e[0]))
     assert kept["checkpoint"] == f"checkpoint-{best_step}" and kept["best"] == best
     assert results["fine-tuned"]["ndcg@10"] == pytest.approx(best, rel=1e-9)  # its run is reused
@@ -268,10 +277,43 @@ def test_killed_recipe_resumes_from_its_last_stage_to_the_same_results(
 def test_each_model_encodes_the_corpus_once(beir_folder, tiny_model, tmp_path, monkeypatch):
     """With a test split, the zero-shot and fine-tuned corpora are encoded once each and their
     indexes searched for dev, train and test queries alike (and for the searcher folder)."""
-    encoded = []
-    real = pipeline.index_corpus
-    monkeypatch.setattr(
-        pipeline, "index_corpus", lambda *a, **k: encoded.append(1) or real(*a, **k)
-    )
-    pipeline.run_recipe(_config(beir_folder(), tmp_path / "out", tiny_model))
-    assert len(encoded) == 2
+    real, folder = pipeline.index_corpus, beir_folder()
+    for kept_tuned, encodes in ((True, 2), (False, 1)):  # the zero-shot model kept: one model
+        encoded = []
+        monkeypatch.setattr(
+            pipeline, "index_corpus", lambda *a, _e=encoded, **k: _e.append(1) or real(*a, **k)
+        )
+        monkeypatch.setattr(pipeline, "beats_zero_shot", lambda *a, _k=kept_tuned: _k)
+        pipeline.run_recipe(_config(folder, tmp_path / str(kept_tuned), tiny_model))
+        assert len(encoded) == encodes
+
+
+def test_recipe_keeps_the_zero_shot_model_when_no_evaluation_beats_it(
+    beir_folder, tiny_model, tmp_path, monkeypatch
+):
+    """The training length chosen on dev may be zero steps: then the base model's files are the
+    recipe's model, the fine-tuned row is the zero-shot row and the table says why."""
+    seen = []
+
+    def never(kept, zero_shot):
+        seen.append((kept["best"], zero_shot))
+        return False
+
+    monkeypatch.setattr(pipeline, "beats_zero_shot", never)
+    out = tmp_path / "out"
+    config = _config(beir_folder(test=False), out, tiny_model, epochs=2, eval_strategy="epoch")
+    results = pipeline.run_recipe(config)
+    assert len(seen) == 1 and seen[0][0] is not None
+    assert seen[0][1] == results["zero-shot"]["ndcg@10"]
+    for metric in ("ndcg@10", "mrr@10", "recall@100"):
+        assert results["fine-tuned"][metric] == results["zero-shot"][metric]
+    for name in ("config.json", "model.safetensors"):
+        assert (out / "model" / name).read_bytes() == (Path(tiny_model) / name).read_bytes()
+    kept = json.loads((out / "results.json").read_text())["kept_checkpoint"]
+    assert kept["checkpoint"] == "zero-shot" and len(kept["evaluations"]) == 2
+    assert "no evaluation beat it on dev" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize(("best", "want"), [(None, True), (0.5, True), (0.4, False), (0.3, False)])
+def test_beats_zero_shot_is_strict(best, want):
+    assert pipeline.beats_zero_shot({"best": best}, 0.4) is want

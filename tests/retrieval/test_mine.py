@@ -147,3 +147,19 @@ def test_cli_unknown_documents(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"run\.trec: 1 ids not found in corpus .*'x'"):
         main(argv)
     assert not (tmp_path / "train.jsonl").exists()
+
+
+def test_window_moves_down_by_the_count_of_judged_positives() -> None:
+    """``shift_by_positives``: a query with k judged positives is mined from rank max(min, k),
+    window width unchanged; a query with fewer positives than ``range_min`` is not moved."""
+    run = {
+        "many": {f"d{i}": 100.0 - i for i in range(20)},
+        "one": {f"d{i}": 50.0 - i for i in range(20)},
+    }
+    qrels = {"many": {f"p{j}": 2 for j in range(5)} | {"d0": 1}, "one": {"d1": 1}}
+    kwargs = {"range_min": 2, "range_max": 5, "perc_pos": None, "negative_number": 10}
+    shifted, _ = mine_negatives(run, qrels, shift_by_positives=True, **kwargs)
+    assert shifted["many"] == ["d6", "d7", "d8"]  # 6 judged positives: ranks 6, 7, 8
+    assert shifted["one"] == ["d2", "d3", "d4"]  # 1 positive < range_min: ranks 2, 3, 4
+    plain, _ = mine_negatives(run, qrels, **kwargs)
+    assert plain["many"] == ["d2", "d3", "d4"]

@@ -42,11 +42,14 @@ class RecipeConfig:
     mine_source: str = "hybrid"  # which run negatives come from: dense, bm25 or hybrid (both fused)
     mine_from: int = 3
     mine_to: int = 50
+    mine_shift: bool = True  # a query with k judged positives is mined from rank max(from, k)
+    train_positives: str = "all"  # one example per (query, judged positive) pair
+    mask_false_negatives: bool = True
     depth: int = 100
     precision: str = "auto"
     grad_cache: bool = True
     gc_chunk_size: int = 16  # passages per GradCache chunk: bounds the training step memory
-    eval_strategy: str = "no"  # exact dev evaluation: epoch, steps (every eval_steps) or no
+    eval_strategy: str = "epoch"  # exact dev evaluation: epoch, steps (every eval_steps) or no
     eval_steps: int = 0
     max_train_queries: int | None = None
     max_dev_queries: int | None = None
@@ -73,6 +76,8 @@ class RecipeConfig:
             raise ConfigError(f"--eval_strategy {self.eval_strategy}: use epoch, steps or no")
         if self.mine_source not in MINE_SOURCES:
             raise ConfigError(f"--mine_source {self.mine_source}: use {', '.join(MINE_SOURCES)}")
+        if self.train_positives not in ("one", "all"):
+            raise ConfigError(f"--train_positives {self.train_positives}: use one or all")
         if self.eval_strategy == "steps" and self.eval_steps < 1:
             raise ConfigError("--eval_strategy steps needs --eval_steps N (N >= 1)")
         if self.rerank:
@@ -125,11 +130,18 @@ HELP = {
     "mine_source": "run the negatives come from: dense, bm25 or hybrid (both fused)",
     "mine_from": "first rank mined (0-based; skips likely unjudged positives)",
     "mine_to": "rank after the last one mined",
+    "mine_shift": "a query with k judged positives is mined from rank max(--mine_from, k), same "
+    "window width: many judged documents suggest unjudged relevant ones near the top (true/false)",
+    "train_positives": "all: one training example per (query, judged positive) pair; one: a "
+    "positive sampled per query per epoch",
+    "mask_false_negatives": "leave a query's judged positives out of its in-batch negatives "
+    "(true/false)",
     "depth": "search depth of every run",
     "precision": "auto (bf16 where native, else fp32) | fp32 | bf16",
     "grad_cache": "GradCache: large batches in bounded memory (true/false)",
     "gc_chunk_size": "passages per GradCache chunk: bounds the training step memory",
-    "eval_strategy": "exact dev evaluation during training: epoch, steps or no (final model only)",
+    "eval_strategy": "exact dev evaluation during training: epoch, steps or no (final model "
+    "only); the best evaluation is kept, and the zero-shot model when none beats it",
     "eval_steps": "with --eval_strategy steps: evaluate every N steps",
     "max_train_queries": "cap on training queries (none: all)",
     "max_dev_queries": "cap on dev queries (none: all)",

@@ -9,6 +9,7 @@ and the resolved config to ``output_dir``.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,6 +115,7 @@ def mine(config: RecipeConfig, data: RecipeData, run: Run, out: Path) -> tuple[P
         range_max=config.mine_to,
         negative_number=config.negatives,
         seed=config.seed,
+        shift_by_positives=config.mine_shift,
     )
     train_file = out / "train.mined.jsonl"
     queries = data.queries_of(data.train_qrels)
@@ -145,6 +147,7 @@ def fine_tune(
         train_group_size=config.group_size,
         query_max_len=config.query_max_len,
         passage_max_len=config.passage_max_len,
+        train_positives=config.train_positives,
     )
     training_args = RetrievalTrainingArguments(
         output_dir=str(model_dir),
@@ -166,6 +169,7 @@ def fine_tune(
         seed=config.seed,
         precision=config.precision,
         grad_cache=config.grad_cache,
+        mask_false_negatives=config.mask_false_negatives,
         gc_q_chunk_size=config.gc_chunk_size,
         gc_p_chunk_size=config.gc_chunk_size,
         report_to=[],
@@ -207,6 +211,29 @@ def hybrids(
         record(f"bm25+{system}", fused.run, time.perf_counter() - start)
         record.results[f"bm25+{system}"]["bm25_weight"] = chosen[system][0]
     return chosen
+
+
+ZERO_SHOT = "zero-shot"  # what ``kept["checkpoint"]`` says when no evaluation beat the base
+
+
+def beats_zero_shot(kept: dict[str, Any], zero_shot: float) -> bool:
+    """Whether the kept checkpoint scored above the zero-shot model on dev (True when training
+    did not evaluate: then nothing says otherwise)."""
+    return kept["best"] is None or kept["best"] > zero_shot
+
+
+def keep_zero_shot(kept: dict[str, Any], base: str, model_dir: Path) -> None:
+    """No evaluation beat the model fine-tuning started from: the training length chosen on dev
+    is zero steps, so the base model becomes the recipe's model."""
+    logger.warning(
+        "fine-tuning never beat the zero-shot model on dev (best %s %.4f): keeping the zero-shot "
+        "model",
+        kept["metric"],
+        kept["best"],
+    )
+    shutil.rmtree(model_dir)
+    shutil.copytree(base, model_dir)
+    kept["checkpoint"] = ZERO_SHOT
 
 
 def kept_run(kept: dict[str, Any], evaluator: ExactEvaluator) -> Run | None:
@@ -274,10 +301,18 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
                 bf16=_bf16(config), keep_runs=True,
             )  # fmt: skip
             kept = fine_tune(config, base, train_file, work / "model", evaluator)
+            if not beats_zero_shot(kept, dev.results["zero-shot"][METRICS[0]]):
+                keep_zero_shot(kept, base, work / "model")
             logger.info("fine-tuning kept %s", describe_kept(kept))
         with watch.stage("fine-tuned search"):
-            tuned = ModelIndex(config, str(work / "model"), data.corpus)
-            runs["fine-tuned"] = kept_run(kept, evaluator) or tuned.run(dev_queries)
+            if kept["checkpoint"] == ZERO_SHOT:  # its dev run and, unless resumed, its index
+                runs["fine-tuned"] = {q: runs["zero-shot"][q] for q in dev.qrels}
+                tuned = zero_shot
+                if isinstance(zero_shot, str):
+                    tuned = ModelIndex(config, str(work / "model"), data.corpus)
+            else:
+                tuned = ModelIndex(config, str(work / "model"), data.corpus)
+                runs["fine-tuned"] = kept_run(kept, evaluator) or tuned.run(dev_queries)
         value = {"kept": kept, "run": plain_run(runs["fine-tuned"]), "seconds": watch.seconds}
         folder.record("fine-tune", keys["fine-tune"], value)
     else:
@@ -346,7 +381,7 @@ def stage_keys(config: RecipeConfig, base: str) -> dict[str, str]:
     keys = {"bm25": key("bm25", data, c["depth"])}
     lengths = pick("query_max_len", "passage_max_len", "depth", "precision")
     keys["zero-shot"] = key("zero-shot", data, model, lengths)
-    mining = pick("mine_source", "mine_from", "mine_to", "negatives", "seed")
+    mining = pick("mine_source", "mine_from", "mine_to", "mine_shift", "negatives", "seed")
     keys["mine"] = key("mine", keys["bm25"], keys["zero-shot"], mining)
     skipped = ("output_dir", "data_dir", "model")
     training = {k: v for k, v in c.items() if k not in skipped and not k.startswith("rerank")}

@@ -103,6 +103,8 @@ def describe_kept(kept: dict[str, Any]) -> str:
     scores = ", ".join(f"step {s}: {v:.4f}" for s, v in kept["evaluations"])
     if not kept.get("checkpoint"):
         return f"the last weights (no evaluation during training){'; ' + scores if scores else ''}"
+    if kept["checkpoint"] == "zero-shot":
+        return f"the zero-shot model: no evaluation beat it on dev ({kept['metric']}: {scores})"
     return f"{kept['checkpoint']} (dev {kept['metric']} {kept['best']:.4f}; evaluations: {scores})"
 
 

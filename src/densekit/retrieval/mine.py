@@ -64,11 +64,15 @@ def mine_negatives(
     perc_pos: float | None = 0.95,
     seed: int = 42,
     sample: str = "top",
+    shift_by_positives: bool = False,
 ) -> tuple[dict[str, list[str]], MineReport]:
     """Negatives for every qrels query with a positive, in run rank order.
 
     Candidates are the run's documents at 0-based ranks ``[range_min, range_max)`` (score
-    descending, ties by docid). With ``perc_pos`` a candidate scoring above ``perc_pos`` times
+    descending, ties by docid). With ``shift_by_positives`` a query with k judged positives has
+    its window start at rank ``max(range_min, k)`` (same width): a query with dozens of judged
+    documents likely has unjudged relevant ones near the top too, which would be false
+    negatives; queries with few positives keep the window as given. With ``perc_pos`` a candidate scoring above ``perc_pos`` times
     the best-scored positive is dropped; a query whose positives are all missing from the run
     keeps its candidates. ``sample="random"`` draws with a per-query seed, so a query's
     negatives do not change when other queries are added or removed.
@@ -91,7 +95,8 @@ def mine_negatives(
         scored = run.get(qid, {})
         if not scored:
             report.queries_missing_from_run += 1
-        window = ranked(scored)[range_min:range_max]
+        start = max(range_min, len(positives)) if shift_by_positives else range_min
+        window = ranked(scored)[start : start + range_max - range_min]
         report.candidates_considered += len(window)
         candidates = [hit for hit in window if hit[0] not in positives]
         report.removed_as_positive += len(window) - len(candidates)
