@@ -108,3 +108,83 @@ def test_prefixes_are_applied_to_both_sides(tiny_model, tmp_path):
     reranker = make_reranker(tiny_model, tmp_path / "rr")
     reranker.settings.query_prefix, reranker.settings.passage_prefix = "query: ", "passage: "
     assert reranker.format_pair("q", "T", "x") == ("query: q", "passage: T x")
+
+
+# ---------------------------------------------------------------------- LoRA and bitfit
+
+
+def test_lora_trains_only_adapters_and_head_and_merges_to_the_same_scores(tiny_model, tmp_path):
+    from peft import PeftModel
+
+    reranker = make_reranker(tiny_model, tmp_path / "rr")
+    total = sum(p.numel() for p in reranker.parameters())
+    reranker.apply_lora(r=4, alpha=8, dropout=0.0)
+    trainable = {n: p for n, p in reranker.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
+    assert any("classifier.modules_to_save" in n for n in trainable)  # the head trains in full
+    # independent count: rank-4 A and B for query/key/value of 2 layers of width 32, + the head
+    head = sum(p.numel() for n, p in tiny_head(reranker).items())
+    assert sum(p.numel() for p in trainable.values()) == 2 * 3 * (4 * 32 + 32 * 4) + head
+    assert sum(p.numel() for p in trainable.values()) < total / 5
+    with torch.no_grad():  # as if trained: B (zero at init) and the head move
+        for param in trainable.values():
+            param.add_(0.2 * torch.randn_like(param))
+    queries, passages = [q for q, _ in PAIRS], [p for _, p in PAIRS]
+    peft_scores = reranker.score(queries, passages, activation=False)
+    reranker.save_pretrained(tmp_path / "adapter")  # an adapter folder (a LoRA checkpoint)
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert not (tmp_path / "adapter" / "config.json").exists()
+    # independently: the base + peft's own loader, not merged
+    base = CrossEncoderReranker.from_backbone(tiny_model, RerankerConfig(max_len=64))
+    base.model = PeftModel.from_pretrained(base.model, str(tmp_path / "adapter")).eval()
+    np.testing.assert_allclose(
+        base.score(queries, passages, activation=False), peft_scores, rtol=1e-5, atol=1e-6
+    )
+    loaded = CrossEncoderReranker.from_pretrained(tmp_path / "adapter")  # merged on load
+    assert not loaded.is_lora
+    scale = np.abs(peft_scores).max()
+    np.testing.assert_allclose(
+        loaded.score(queries, passages, activation=False), peft_scores, rtol=1e-4, atol=1e-5 * scale
+    )
+    reranker.merge_lora()
+    assert not reranker.is_lora
+    reranker.save_pretrained(tmp_path / "merged")
+    merged = CrossEncoderReranker.from_pretrained(tmp_path / "merged")
+    np.testing.assert_allclose(
+        merged.score(queries, passages, activation=False), peft_scores, rtol=1e-4, atol=1e-5 * scale
+    )
+
+
+def tiny_head(reranker: CrossEncoderReranker) -> dict[str, torch.Tensor]:
+    """The head parameters of the tiny BERT reranker: pooler and classifier (original copies)."""
+    return {
+        n: p
+        for n, p in reranker.named_parameters()
+        if ("pooler" in n or "classifier" in n) and "original_module" in n
+    }
+
+
+def test_bitfit_trains_biases_and_the_head_only(tiny_model, tmp_path):
+    reranker = make_reranker(tiny_model, tmp_path / "rr")
+    reranker.apply_bitfit()
+    for name, param in reranker.named_parameters():
+        expected = name.endswith("bias") or ".pooler." in name or ".classifier." in name
+        assert param.requires_grad == expected, name
+
+
+def test_lora_load_weights_restores_a_checkpoint(tiny_model, tmp_path):
+    reranker = make_reranker(tiny_model, tmp_path / "rr")
+    reranker.apply_lora(r=2)
+    with torch.no_grad():
+        for param in reranker.parameters():
+            if param.requires_grad:
+                param.add_(0.3 * torch.randn_like(param))
+    reranker.save_pretrained(tmp_path / "ckpt")
+    expected = reranker.score(["kinase"], ["an enzyme"], activation=False)
+    other = make_reranker(tiny_model, tmp_path / "rr2")
+    other.apply_lora(r=2)
+    assert not np.allclose(other.score(["kinase"], ["an enzyme"], activation=False), expected)
+    other.load_weights(tmp_path / "ckpt")
+    np.testing.assert_allclose(
+        other.score(["kinase"], ["an enzyme"], activation=False), expected, rtol=1e-5
+    )

@@ -36,10 +36,10 @@ def _config(folder, out, tiny_model, **extra):
 def _spy_training(monkeypatch, events):
     real = rerank.train_reranker
 
-    def spy(run):  # what it trains on, read while the work folder holds it
+    def spy(run, evaluator=None):  # what it trains on, read while the work folder holds it
         lines = Path(run.dataset_path).read_text().splitlines()
-        events.append(("trained reranker", run, [json.loads(line) for line in lines]))
-        return real(run)
+        events.append(("trained reranker", run, [json.loads(line) for line in lines], evaluator))
+        return real(run, evaluator=evaluator)
 
     monkeypatch.setattr(rerank, "train_reranker", spy)
 
@@ -62,8 +62,10 @@ def test_rerank_stage_rows_model_and_searcher(beir_folder, tiny_model, tmp_path,
         "read test.tsv",
     ]
     # its training data: the mined file of the train queries, no dev or test query
-    _, run, rows = events[0]
+    _, run, rows, evaluator = events[0]
     assert run.model_name_or_path == tiny_model and run.loss == "listwise"
+    # its training length was chosen on dev: at most 3 evaluations of the top min(10, 30)
+    assert evaluator is not None and evaluator.depth == 10
     assert {r["query_id"] for r in rows} == {f"q{i}" for i in range(24)}
     saved = json.loads((out / "results.json").read_text())
     first = saved["rerank"]["first_stage"]
@@ -83,6 +85,15 @@ def test_rerank_stage_rows_model_and_searcher(beir_folder, tiny_model, tmp_path,
             hits = read_run(out / "runs" / f"{system}.{split}.trec")
             assert hits and all(len(h) <= 10 for h in hits.values())
     assert f"top 10 of {first}" in (out / "results.md").read_text()
+    training = saved["rerank"]["training"]
+    assert training["steps"] == 3 and training["eval_depth"] == 10  # 24 queries / 8
+    logged = [(e["step"], e["ndcg@10"]) for e in training["evaluations"]]
+    assert 1 <= len(logged) <= 3 and logged[-1][0] == training["steps"]
+    best_step, best = max(logged, key=lambda e: e[1])
+    assert training["best_step"] == best_step and training["eval_first_stage"] == first
+    # the kept model reranks the dev top 10 (the eval depth here) to the best logged nDCG@10
+    assert results["rerank"]["ndcg@10"] == pytest.approx(best, rel=1e-4)
+    assert not list((out / "reranker").glob("checkpoint-*"))
     # the rerank dev run is the chosen first stage's top 10 scored pair by pair, independently
     reranker = CrossEncoderReranker.from_pretrained(out / "reranker")
     docs = {

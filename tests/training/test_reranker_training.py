@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
 from densekit.commands import run_guarded
 from densekit.commands.train_reranker import main
+from densekit.data.runs import read_run
 from densekit.modeling.reranker import CrossEncoderReranker, RerankerConfig
 
 WORDS = [
@@ -145,3 +147,155 @@ def test_bad_input_is_one_line_exit_2_nothing_written(
     assert len(err) == 1, err
     assert message in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------- evaluation, selection, LoRA, bitfit, recompute
+
+
+def eval_files(tmp_path, write_jsonl):
+    """A corpus of the words, one query per word (relevant: the passage of the same word) and
+    a first-stage run listing all 12 passages per query in a shuffled order."""
+    write_jsonl(
+        tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "text": w} for i, w in enumerate(WORDS)]
+    )
+    write_jsonl(
+        tmp_path / "queries.jsonl", [{"_id": f"q{i}", "text": w} for i, w in enumerate(WORDS)]
+    )
+    (tmp_path / "qrels.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(12))
+    )
+    rng = random.Random(5)
+    lines = []
+    for i in range(12):
+        docs = rng.sample(range(12), 12)
+        lines += [f"q{i} Q0 d{d} {r + 1} {50 - r} first\n" for r, d in enumerate(docs)]
+    (tmp_path / "run.trec").write_text("".join(lines))
+    return ["--corpus_path", str(tmp_path / "corpus.jsonl"), "--eval_run",
+            str(tmp_path / "run.trec"), "--eval_queries", str(tmp_path / "queries.jsonl"),
+            "--eval_qrels", str(tmp_path / "qrels.tsv")]  # fmt: skip
+
+
+def pytrec_ndcg10(run: dict, qrels_path) -> float:
+    """nDCG@10 of ``run`` by pytrec_eval (trec_eval's C code), independent of densekit."""
+    import pytrec_eval
+
+    qrels = {}
+    for line in qrels_path.read_text().splitlines()[1:]:
+        qid, docid, rel = line.split("\t")
+        qrels.setdefault(qid, {})[docid] = int(rel)
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+    return sum(v["ndcg_cut_10"] for v in per_query.values()) / len(per_query)
+
+
+def test_evaluation_during_training_keeps_the_best_checkpoint(tokenizer, tmp_path, write_jsonl):
+    import json
+
+    backbone = toy_backbone(tokenizer, tmp_path / "backbone")
+    train = write_jsonl(tmp_path / "train.jsonl", match_rows(64, seed=1))
+    out = tmp_path / "model"
+    argv = ["--model", backbone, "--train_data", str(train), "--output_dir", str(out),
+            "--train_group_size", "4", "--per_device_train_batch_size", "16",
+            "--learning_rate", "2e-3", "--max_steps", "24", "--eval_strategy", "steps",
+            "--eval_steps", "6", "--load_best_model_at_end", "--eval_depth", "8",
+            *eval_files(tmp_path, write_jsonl), *FAST]  # fmt: skip
+    assert main(argv) == 0
+    state = json.loads((out / "checkpoint-24" / "trainer_state.json").read_text())
+    logged = [(e["step"], e["eval_ndcg@10"]) for e in state["log_history"] if "eval_ndcg@10" in e]
+    assert [s for s, _ in logged] == [6, 12, 18, 24]
+    best_step, best = max(logged, key=lambda e: e[1])  # first of equal maxima, as HF keeps
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
+    # independently: the saved model scores each query's top 8 pair by pair; pytrec_eval
+    reranker = CrossEncoderReranker.from_pretrained(out)
+    first = read_run(tmp_path / "run.trec")
+    run = {}
+    for qid, hits in first.items():
+        top = sorted(hits, key=lambda d: -hits[d])[:8]
+        word = WORDS[int(qid[1:])]
+        scores = [
+            float(reranker.score([word], [WORDS[int(d[1:])]], activation=False)[0]) for d in top
+        ]
+        run[qid] = dict(zip(top, scores, strict=True))
+    assert pytrec_ndcg10(run, tmp_path / "qrels.tsv") == pytest.approx(best, rel=1e-6)
+    # the report and the model card show the curves and the kept metric
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "eval_ndcg@10" in (out / "report.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "ndcg@10" in card and f"{best:.4f}" in card and f"step {best_step}" in card
+    assert "pipeline_tag: text-ranking" in card
+
+
+def test_in_training_ndcg_equals_pytrec_eval_on_the_reranked_run(tiny_model, tmp_path, write_jsonl):
+    from densekit.data.readers import load_corpus
+    from densekit.data.train_dataset import Corpus
+    from densekit.evaluation.rerank_evaluator import RerankEvaluator
+    from densekit.training.reranker_trainer import (
+        RerankerRun,
+        corpus_documents,
+        train_reranker,
+    )
+
+    flags = eval_files(tmp_path, write_jsonl)
+    corpus = Corpus(load_corpus(tmp_path / "corpus.jsonl"))
+    evaluator = RerankEvaluator.from_files(
+        str(tmp_path / "run.trec"), str(tmp_path / "queries.jsonl"), str(tmp_path / "qrels.tsv"),
+        corpus_documents(corpus), depth=5, keep_runs=True,
+    )  # fmt: skip
+    assert evaluator.pairs == 12 * 5 and flags
+    train = write_jsonl(tmp_path / "train.jsonl", match_rows(16, seed=1))
+    run = RerankerRun(
+        model_name_or_path=tiny_model, dataset_path=str(train), output_dir=str(tmp_path / "m"),
+        train_group_size=4, max_len=8, fine_tune_type="bitfit",
+        training={"max_steps": 4, "learning_rate": 1e-2, "per_device_train_batch_size": 8,
+                  "eval_strategy": "steps", "eval_steps": 2, "save_strategy": "no", "seed": 0},
+    )  # fmt: skip
+    trainer = train_reranker(run, evaluator=evaluator)
+    logged = [e["eval_ndcg@10"] for e in trainer.state.log_history if "eval_ndcg@10" in e]
+    assert len(logged) == len(evaluator.runs) == 2
+    for value, reranked in zip(logged, evaluator.runs, strict=True):
+        assert all(len(hits) == 5 for hits in reranked.values())
+        assert value == pytest.approx(pytrec_ndcg10(reranked, tmp_path / "qrels.tsv"), rel=1e-6)
+
+
+def test_bitfit_changes_only_biases_and_the_head(tiny_model, tmp_path, write_jsonl):
+    from safetensors.torch import load_file
+
+    train = write_jsonl(tmp_path / "train.jsonl", match_rows(16, seed=1))
+    out = tmp_path / "m"
+    argv = ["--model", tiny_model, "--dataset_path", str(train), "--output_dir", str(out),
+            "--train_group_size", "4", "--per_device_train_batch_size", "8", "--max_steps", "3",
+            "--learning_rate", "1e-2", "--bitfit", *FAST]  # fmt: skip
+    assert main(argv) == 0
+    before = load_file(f"{tiny_model}/model.safetensors")
+    after = {k.removeprefix("bert."): v for k, v in load_file(out / "model.safetensors").items()}
+    moved = {k for k, v in before.items() if not torch.equal(v, after[k])}
+    assert moved and all(k.endswith("bias") or k.startswith("pooler.") for k in moved), moved
+    assert any(k.endswith("bias") and not k.startswith("pooler.") for k in moved)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_gradient_checkpointing_gives_the_same_training(tiny_model, tmp_path, write_jsonl, lora):
+    """Recomputing activations changes memory, not numbers: the same losses (and, with LoRA,
+    whose frozen embeddings need inputs that require grads, the adapters do train)."""
+    from densekit.training.reranker_trainer import RerankerRun, train_reranker
+
+    train = write_jsonl(tmp_path / "train.jsonl", match_rows(16, seed=1))
+    losses, models = [], []
+    for checkpointing in (False, True):
+        run = RerankerRun(
+            model_name_or_path=tiny_model, dataset_path=str(train),
+            output_dir=str(tmp_path / f"m{checkpointing}"), train_group_size=4, max_len=8,
+            fine_tune_type="lora" if lora else "full",
+            training={"max_steps": 3, "learning_rate": 1e-2, "per_device_train_batch_size": 8,
+                      "logging_steps": 1, "save_strategy": "no", "seed": 0,
+                      "gradient_checkpointing": checkpointing},
+        )  # fmt: skip
+        trainer = train_reranker(run)
+        backbone = trainer.model.model
+        assert backbone.is_gradient_checkpointing == checkpointing
+        losses.append([e["loss"] for e in trainer.state.log_history if "loss" in e])
+        models.append(CrossEncoderReranker.from_pretrained(run.output_dir))
+    assert len(losses[0]) == 3 and losses[1] == pytest.approx(losses[0], rel=1e-4)
+    assert losses[0][-1] != losses[0][0]  # it trained (LoRA: B moved off zero)
+    pairs = (["red", "blue"], ["red", "green"])
+    scores = [m.score(*pairs, activation=False) for m in models]
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-3, atol=1e-4 * np.abs(scores[0]).max())

@@ -12,6 +12,15 @@ same), ``--loss listwise|bce|distill`` and the HF Trainer's usual flags.
 Data: Tevatron v1/v2 (with ``--corpus_path`` for ids), FlagEmbedding/PaddleNLP (``pos_scores``/
 ``neg_scores`` feed ``--loss distill``), or a file ``densekit mine`` wrote over a BEIR corpus.
 Bad input is one line and exit 2, before anything is written.
+
+As ``densekit train``: ``--lora`` (adapters + the classification head; merged into the weights at
+the final save, so the folder stays a plain cross-encoder) or ``--bitfit`` (biases + the head),
+``--gradient_checkpointing``, and evaluation during training: ``--eval_run`` (a first-stage run,
+e.g. BM25's) ``--eval_queries --eval_qrels`` with the passages from ``--corpus_path``: each judged
+query's top ``--eval_depth`` hits are reranked exactly (every pair scored) and nDCG@10 etc. are
+logged; ``--load_best_model_at_end`` keeps the best checkpoint by ``--metric_for_best_model``
+(default nDCG@10). The output folder gets a model card (``README.md``), ``report.md`` and
+``training_curves.png``.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ if TYPE_CHECKING:
 LOSSES = ("listwise", "bce", "distill")
 LOSS_ALIASES = ("ce", "cross_entropy", "kl", "pointwise")
 ACTIVATIONS = ("identity", "sigmoid", "tanh")
+FINE_TUNE_TYPES = ("full", "sft", "lora", "bitfit")  # densekit.modeling.reranker's, sft = full
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +91,62 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=42, help="seed of sampling and initialisation")
     add("--dataloader_num_workers", type=int, default=0, help="data loading processes")
     add("--resume_from_checkpoint", help="checkpoint folder to continue from")
+    # which parameters train (densekit train's flags)
+    add("--fine_tune_type", choices=FINE_TUNE_TYPES, default="full",
+        help="full (default; sft = full), lora (adapters + head) or bitfit (biases + head)")  # fmt: skip
+    add("--lora", action="store_true", help="same as --fine_tune_type lora")
+    add("--bitfit", action="store_true", help="same as --fine_tune_type bitfit")
+    add("--lora_r", type=int, default=8, help="LoRA rank")
+    add("--lora_alpha", type=int, default=32, help="LoRA alpha")
+    add("--lora_dropout", type=float, default=0.1, help="LoRA dropout")
+    add("--lora_target_modules", nargs="+",
+        help="modules given adapters, comma list or words (default: per model family)")  # fmt: skip
+    # evaluation during training
+    add("--eval_run", help="first-stage run (TREC) whose top hits are reranked at each evaluation")
+    add("--eval_queries", help="queries of --eval_run (jsonl/tsv any reader takes)")
+    add("--eval_qrels", help="qrels of the evaluation")
+    add("--eval_depth", type=int, default=100, help="hits reranked per query (default 100)")
+    add("--eval_metrics", default="ndcg@10,mrr@10", help="metrics logged as eval_<name>")
+    add("--eval_strategy", choices=("no", "steps", "epoch"), default=None,
+        help="when to evaluate (default: epoch with --eval_run, else no)")  # fmt: skip
+    add("--eval_steps", type=float, help="steps between evaluations (< 1: a fraction of all)")
+    add("--per_device_eval_batch_size", type=int, default=32, help="pairs per scoring batch")
+    add("--load_best_model_at_end", action="store_true",
+        help="keep the best evaluated checkpoint (saves one at each evaluation)")  # fmt: skip
+    add("--metric_for_best_model", default=None,
+        help="metric --load_best_model_at_end maximizes (default: the first of --eval_metrics)")  # fmt: skip
     return parser
+
+
+def fine_tune_type(args: argparse.Namespace) -> str:
+    """``--fine_tune_type`` with ``--lora`` / ``--bitfit`` folded in (one of them at most)."""
+    chosen = {"sft": "full"}.get(args.fine_tune_type, args.fine_tune_type)
+    for flag in ("lora", "bitfit"):
+        if getattr(args, flag):
+            if chosen not in ("full", flag):
+                raise ConfigError(f"--{flag} contradicts --fine_tune_type {chosen}")
+            chosen = flag
+    return chosen
+
+
+def evaluation_keywords(args: argparse.Namespace) -> dict:
+    """The HF evaluation arguments; with --load_best_model_at_end a checkpoint is saved at
+    each evaluation (HF requires the save and eval schedules to agree)."""
+    strategy = args.eval_strategy or ("epoch" if args.eval_run else "no")
+    out: dict = {"eval_strategy": strategy}
+    if args.eval_steps is not None:
+        if args.eval_steps <= 0:
+            raise ConfigError(f"--eval_steps must be positive, got {args.eval_steps}")
+        out["eval_steps"] = args.eval_steps if args.eval_steps < 1 else int(args.eval_steps)
+    if args.load_best_model_at_end:
+        out["load_best_model_at_end"] = True
+        out["save_strategy"] = strategy
+        if strategy == "steps":
+            out["save_steps"] = out.get("eval_steps", args.logging_steps)
+            out.setdefault("eval_steps", out["save_steps"])
+    if args.metric_for_best_model:
+        out["metric_for_best_model"] = args.metric_for_best_model
+    return out
 
 
 def pair_length(args: argparse.Namespace) -> int:
@@ -121,8 +186,10 @@ def to_run(args: argparse.Namespace) -> RerankerRun:
         "seed": args.seed,
         "dataloader_num_workers": args.dataloader_num_workers,
     }
+    training.update(evaluation_keywords(args))
     if args.resume_from_checkpoint:
         training["resume_from_checkpoint"] = args.resume_from_checkpoint
+    targets = ",".join(args.lora_target_modules) if args.lora_target_modules else None
     return RerankerRun(
         model_name_or_path=args.model_name_or_path,
         dataset_path=args.dataset_path,
@@ -137,6 +204,17 @@ def to_run(args: argparse.Namespace) -> RerankerRun:
         query_prefix=args.query_prefix,
         passage_prefix=args.passage_prefix,
         max_examples_per_file=args.max_example_num_per_dataset,
+        fine_tune_type=fine_tune_type(args),
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        lora_target_modules=targets,
+        eval_run=args.eval_run,
+        eval_queries=args.eval_queries,
+        eval_qrels=args.eval_qrels,
+        eval_metrics=args.eval_metrics,
+        eval_depth=args.eval_depth,
+        eval_batch_size=args.per_device_eval_batch_size,
         training=training,
     )
 
@@ -151,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"trained {trainer.state.global_step} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}"
         )
+    best = trainer.state.best_model_checkpoint
+    if trainer.args.load_best_model_at_end and best:
+        metric = trainer.args.metric_for_best_model
+        print(f"kept {best.rsplit('/', 1)[-1]}: {metric} {trainer.state.best_metric:.4f}")
     print(f"saved {args.output_dir}")
     return 0
 

@@ -16,6 +16,13 @@ folder plus:
   ``sentence_transformers`` entry of ``config.json``; the max length as the tokenizer's
   ``model_max_length``), so ``CrossEncoder(folder).predict`` gives densekit's scores.
 
+Which parameters train: all (the default), bias terms + the head (:meth:`apply_bitfit`), or LoRA
+adapters + the head (:meth:`apply_lora`, peft, the head as ``modules_to_save``). A LoRA model's
+checkpoints are adapter folders (``adapter_config.json`` + ``adapter_model.safetensors`` with the
+head, the tokenizer and densekit's config); :meth:`merge_lora` folds the adapters into the
+weights, so the final folder is a plain one (densekit and sentence-transformers load it alike).
+:meth:`from_pretrained` loads an adapter folder too (its base named in densekit's config).
+
 A folder saved by sentence-transformers (or any HF sequence-classification folder with one label)
 loads here too, with the activation and max length ST would use. Prefixes are densekit's: ST's
 ``CrossEncoder`` does not prepend them, so a model trained with prefixes is scored by ST on the
@@ -70,6 +77,19 @@ _ST_FILES = {
     },
 }
 _DEFAULT_MAX_LEN = 512
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# the modules of a sequence-classification model that read the score out of the encoder: trained
+# in full under LoRA (peft's modules_to_save) and bitfit. BERT's pooler feeds its classifier
+# (and is new, random, when the backbone was saved without one); DistilBERT has pre_classifier.
+HEAD_MODULES = ("pooler", "pre_classifier", "classifier", "score")
+FINE_TUNE_TYPES = ("full", "lora", "bitfit")
+
+
+def head_modules(model: nn.Module) -> list[str]:
+    """The names (last components) of the head modules ``model`` has, in HEAD_MODULES order."""
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    return [name for name in HEAD_MODULES if name in present]
 
 
 @dataclass
@@ -201,6 +221,8 @@ class CrossEncoderReranker(nn.Module):
         (or a plain one-label HF classifier) with the settings ST would use.
         ``overrides`` (e.g. ``max_len``) win over the folder's settings when not None."""
         folder = Path(path)
+        if (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file():
+            return cls._from_adapter_folder(folder, overrides)
         if not (folder / "config.json").is_file():
             raise ConfigError(f"{folder}: not a model folder (no config.json)")
         try:
@@ -220,12 +242,120 @@ class CrossEncoderReranker(nn.Module):
         model = AutoModelForSequenceClassification.from_pretrained(folder)
         return cls(model.eval(), tokenizer, settings)
 
+    @classmethod
+    def _from_adapter_folder(cls, folder: Path, overrides: dict[str, Any]) -> CrossEncoderReranker:
+        """An adapter folder (a LoRA checkpoint): its base, the adapters and head, merged."""
+        from peft import PeftModel
+
+        values = _read_json(folder / CONFIG_NAME)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = RerankerConfig.from_dict(values)
+        base = settings.base_model_name_or_path
+        if not base:
+            raise ConfigError(
+                f"{folder}: an adapter folder without its base model in {CONFIG_NAME}"
+            )
+        reranker = cls.from_backbone(base, settings)
+        reranker.model = PeftModel.from_pretrained(reranker.model, str(folder)).merge_and_unload()
+        reranker.tokenizer = _load_tokenizer(str(folder))
+        _prepare_padding(reranker.model, reranker.tokenizer, settings.padding_side)
+        return reranker.eval()
+
+    # ------------------------------------------------------------------ which parameters train
+
+    @property
+    def is_lora(self) -> bool:
+        """Whether the backbone is wrapped in peft LoRA adapters (not yet merged)."""
+        return hasattr(self.model, "peft_config")
+
+    def apply_lora(
+        self,
+        r: int = 8,
+        alpha: int = 32,
+        dropout: float = 0.1,
+        target_modules: str | Sequence[str] | None = None,
+    ) -> None:
+        """Wrap the backbone in new LoRA adapters; only they and the head modules train.
+
+        ``target_modules``: a comma list or names; default: densekit's table per model family
+        (``modeling.finetune``), else peft's own. The head (:data:`HEAD_MODULES` present) is
+        peft's ``modules_to_save``: trained in full, saved with the adapters.
+        """
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        from densekit.modeling.finetune import default_lora_targets
+
+        if self.is_lora:
+            raise ConfigError("this reranker already has LoRA adapters")
+        if isinstance(target_modules, str):
+            target_modules = [t.strip() for t in target_modules.split(",") if t.strip()]
+        targets = list(target_modules or []) or default_lora_targets(self.model.config.model_type)
+        config = LoraConfig(
+            r=r,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            target_modules=targets,
+            modules_to_save=head_modules(self.model),
+            task_type=TaskType.SEQ_CLS,
+        )
+        try:
+            self.model = get_peft_model(self.model, config)
+        except ValueError as exc:
+            raise ConfigError(
+                f"LoRA: {str(exc).splitlines()[0]} (set --lora_target_modules)"
+            ) from None
+
+    def apply_bitfit(self) -> None:
+        """Freeze everything but bias terms and the head modules (Ben Zaken et al., 2022)."""
+        from densekit.modeling.finetune import apply_bitfit
+
+        apply_bitfit(self.model)
+        heads = set(head_modules(self.model))
+        for name, module in self.model.named_modules():
+            if name.rsplit(".", 1)[-1] in heads:
+                for param in module.parameters():
+                    param.requires_grad = True
+
+    def merge_lora(self) -> None:
+        """Fold the LoRA adapters into the weights and unwrap: a plain model again (no-op
+        without adapters). The trained head copies replace the original head."""
+        if self.is_lora:
+            self.model = self.model.merge_and_unload()
+
+    def load_weights(self, folder: str | Path) -> None:
+        """Load a checkpoint's weights into this model in place (resume, the best checkpoint):
+        the adapters and head of an adapter folder, else the full model's weights."""
+        folder = Path(folder)
+        if self.is_lora:
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            weights = folder / ADAPTER_WEIGHTS
+            if not weights.is_file():
+                raise ConfigError(f"{folder}: no {ADAPTER_WEIGHTS} to load LoRA weights from")
+            result = set_peft_model_state_dict(self.model, load_file(str(weights)))
+            if result.unexpected_keys:
+                raise ConfigError(
+                    f"{folder}: adapter weights do not fit this model ({result.unexpected_keys[0]})"
+                )
+            return
+        loaded = AutoModelForSequenceClassification.from_pretrained(folder)
+        self.model.load_state_dict(loaded.state_dict())
+
     def save_pretrained(
         self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None
     ) -> None:
-        """HF folder + tokenizer + ST cross-encoder files + densekit's config (written last)."""
+        """HF folder + tokenizer + ST cross-encoder files + densekit's config (written last);
+        with unmerged LoRA adapters, an adapter folder (adapters + head, tokenizer, config)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if self.is_lora:
+            if state_dict is not None:
+                state_dict = {k.removeprefix("model."): v for k, v in state_dict.items()}
+            self.model.save_pretrained(str(folder), state_dict=state_dict)
+            self.tokenizer.save_pretrained(folder)
+            self.settings.save(folder)
+            return
         activation = ACTIVATIONS[self.settings.activation]
         self.model.config.sentence_transformers = {"activation_fn": activation}  # ST 4/5
         if state_dict is not None:
@@ -252,10 +382,31 @@ class CrossEncoderReranker(nn.Module):
 
     # ------------------------------------------------------------------ training hooks
 
+    def activation_checkpointing_enable(
+        self,
+        activation_checkpointing_kwargs: dict | None = None,
+        every_n_layers: int = 1,
+        offload: bool = False,
+    ) -> None:
+        """Called by the HF Trainer (transformers 5) for ``--gradient_checkpointing``;
+        non-reentrant suits DDP. With frozen embeddings (LoRA, bitfit) the inputs are made to
+        require grads, so a reentrant checkpoint still passes gradients to the adapters."""
+        kwargs = activation_checkpointing_kwargs or {"use_reentrant": False}
+        backbone = self.model.get_base_model() if self.is_lora else self.model
+        if hasattr(backbone, "activation_checkpointing_enable"):
+            backbone.activation_checkpointing_enable(
+                activation_checkpointing_kwargs=kwargs,
+                every_n_layers=every_n_layers,
+                offload=offload,
+            )
+        else:  # transformers 4
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        if any(not p.requires_grad for p in backbone.parameters()):
+            backbone.enable_input_require_grads()
+
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None):
-        """Called by the HF Trainer for ``--gradient_checkpointing``; non-reentrant suits DDP."""
-        kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
-        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        """transformers 4's name of :meth:`activation_checkpointing_enable`."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs)
 
     # ------------------------------------------------------------------ scoring
 

@@ -8,6 +8,14 @@ searcher folder serves (``bm25+fine-tuned`` -> hybrid, ``fine-tuned`` -> dense, 
 the ``rerank`` row; the ``rerank+hybrid`` row fuses the reranker's scores with that first stage
 (weighted min-max, the weight tuned on dev as ``densekit fuse --tune_on`` does). The test split
 reuses the dev choices.
+
+The reranker's training length is chosen on dev too: during training it reranks that first
+stage's dev run (every pair scored exactly) at :data:`EVALUATIONS` evenly spaced points (the last
+at the end of training), and the checkpoint with the best dev nDCG@10 is kept. To stay cheap the
+in-training evaluations rerank the top ``min(rerank_depth, EVAL_DEPTH)`` hits, not the full
+depth (nDCG@10 needs the top 10 right; the rerank row itself uses ``rerank_depth``); checkpoints
+hold only weights and are removed once the kept one is saved. ``results.json``'s
+``rerank.training`` lists the evaluations (``evaluations``, ``best_step``, ``eval_depth``).
 """
 
 from __future__ import annotations
@@ -25,12 +33,18 @@ import datasets
 
 from densekit.data.runs import Run
 from densekit.evaluation.fusion_tuning import tune_weights
+from densekit.evaluation.rerank_evaluator import RerankEvaluator
 from densekit.modeling.reranker import CONFIG_NAME, CrossEncoderReranker
 from densekit.recipes.config import RecipeConfig
 from densekit.recipes.results import METRICS, Recorder
 from densekit.recipes.resume import RecipeFolder, plain_run
 from densekit.retrieval.fusion import fuse
-from densekit.training.reranker_trainer import RerankerRun, train_reranker
+from densekit.training.reranker_trainer import (
+    RerankerRun,
+    evaluations,
+    kept_evaluation,
+    train_reranker,
+)
 
 logger = logging.getLogger("densekit.recipe")
 
@@ -38,6 +52,8 @@ logger = logging.getLogger("densekit.recipe")
 FIRST_STAGES = {"bm25+fine-tuned": "hybrid", "fine-tuned": "dense", "bm25": "bm25"}
 FOLDER = "reranker"
 GRID_STEP = 0.1
+EVALUATIONS = 3  # dev evaluations during the reranker's training (config: rerank_evaluations)
+EVAL_DEPTH = 30  # hits reranked per dev query by them, at most (config: rerank_eval_depth)
 
 
 @dataclass
@@ -66,14 +82,61 @@ def choose_first_stage(dev: Recorder) -> str:
     return max(FIRST_STAGES, key=lambda system: dev.results[system][METRICS[0]])
 
 
+def eval_depth(config: RecipeConfig) -> int:
+    """Hits per dev query reranked by the in-training evaluations."""
+    return min(config.rerank_depth, int(getattr(config, "rerank_eval_depth", EVAL_DEPTH)))
+
+
+def dev_evaluator(
+    config: RecipeConfig,
+    first: Run,
+    queries: datasets.Dataset,
+    qrels: dict[str, dict[str, int]],
+    document: Callable[[str], tuple[str, str]],
+) -> RerankEvaluator | None:
+    """The in-training evaluator on the dev first stage (None when no judged dev query has
+    hits: the reranker then trains its full length)."""
+    texts = dict(zip(queries["query_id"], queries["text"], strict=True))
+    judged = {q for q, rels in qrels.items() if rels and q in texts and first.get(q)}
+    if not judged:
+        logger.warning("no judged dev query has first-stage hits: the reranker trains unevaluated")
+        return None
+    return RerankEvaluator(
+        {q: first[q] for q in judged},
+        texts,
+        qrels,
+        document,
+        metrics=[METRICS[0]],
+        depth=eval_depth(config),
+    )
+
+
 def train_cross_encoder(
-    config: RecipeConfig, base: str, train_file: Path, folder: Path
+    config: RecipeConfig,
+    base: str,
+    train_file: Path,
+    folder: Path,
+    evaluator: RerankEvaluator | None = None,
 ) -> dict[str, Any]:
     """Train a cross-encoder from ``base`` on ``train_file`` (listwise loss over groups of one
-    positive and ``rerank_group_size - 1`` mined negatives) into ``folder``."""
+    positive and ``rerank_group_size - 1`` mined negatives) into ``folder``; with an
+    ``evaluator``, evaluated :data:`EVALUATIONS` times and the best checkpoint kept."""
     from densekit import precision
 
     shutil.rmtree(folder, ignore_errors=True)  # what a killed training left
+    selection: dict[str, Any] = {"save_strategy": "no"}
+    if evaluator is not None:
+        every = 1.0 / max(int(getattr(config, "rerank_evaluations", EVALUATIONS)), 1)
+        selection = {
+            "eval_strategy": "steps",
+            "eval_steps": every,  # a fraction of all steps: HF evaluates at the end too
+            "save_strategy": "steps",
+            "save_steps": every,
+            "save_only_model": True,
+            "save_total_limit": 1,  # the best is kept besides the last
+            "load_best_model_at_end": True,
+            "metric_for_best_model": METRICS[0],
+        }
     run = RerankerRun(
         model_name_or_path=base,
         dataset_path=str(train_file),
@@ -88,14 +151,25 @@ def train_cross_encoder(
             "per_device_train_batch_size": config.rerank_batch_size,
             "warmup_steps": config.warmup_ratio,
             "logging_steps": 5,
-            "save_strategy": "no",
             "seed": config.seed,
             "bf16": precision.resolve(config.precision) == "bf16",
+            **selection,
         },
     )
-    trainer = train_reranker(run)
+    trainer = train_reranker(run, evaluator=evaluator)
+    for checkpoint in folder.glob("checkpoint-*"):  # the kept weights are in folder itself
+        shutil.rmtree(checkpoint, ignore_errors=True)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {"steps": trainer.state.global_step, "losses": losses}
+    out: dict[str, Any] = {"steps": trainer.state.global_step, "losses": losses}
+    if evaluator is not None:
+        found = evaluations(trainer.state.log_history)
+        kept = kept_evaluation(trainer)
+        out.update(
+            evaluations=found,
+            best_step=kept["step"] if kept else None,
+            eval_depth=evaluator.depth,
+        )
+    return out
 
 
 def top(run: Run, depth: int) -> Run:
@@ -156,17 +230,21 @@ def rerank_dev(
     """Train (or reuse) the cross-encoder, rerank the dev-best first stage, tune the fusion;
     records the ``rerank`` and ``rerank+hybrid`` rows in ``dev``."""
     model_dir = folder.work / FOLDER
+    first = choose_first_stage(dev)
     done = folder.done("reranker", keys["reranker"])
     if done is None or not (model_dir / CONFIG_NAME).is_file():
-        logger.info("== reranker")
+        logger.info("== reranker (evaluated on the dev top %d of %s)", eval_depth(config), first)
         start = time.perf_counter()
-        training = train_cross_encoder(config, base, train_file, model_dir)
+        document = corpus_documents(corpus)
+        evaluator = dev_evaluator(config, dev.runs[first], queries, dev.qrels, document)
+        training = train_cross_encoder(config, base, train_file, model_dir, evaluator)
+        if evaluator is not None:
+            training["eval_first_stage"] = first
         seconds["reranker"] = time.perf_counter() - start
         folder.record("reranker", keys["reranker"], {"training": training, **seconds})
     else:
         training, seconds["reranker"] = done["training"], done["reranker"]
     reranker = CrossEncoderReranker.from_pretrained(model_dir)
-    first = choose_first_stage(dev)
     depth = config.rerank_depth
     done = folder.done("rerank", keys["rerank"])
     if done is None or done["first_stage"] != first:

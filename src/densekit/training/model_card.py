@@ -14,21 +14,32 @@ from densekit.atomic import atomic_open
 CARD_FILE = "README.md"
 
 
-def _front_matter(base_model: str, metrics: Mapping[str, float]) -> dict[str, Any]:
+_RETRIEVER_TAGS = ["densekit", "dense-retrieval", "sentence-transformers", "feature-extraction"]
+_RERANKER_TAGS = ["densekit", "reranker", "cross-encoder", "sentence-transformers", "text-ranking"]
+
+
+def _front_matter(
+    base_model: str,
+    metrics: Mapping[str, float],
+    pipeline_tag: str = "sentence-similarity",
+    tags: list[str] | None = None,
+    name: str = "densekit retriever",
+    task: str = "retrieval",
+) -> dict[str, Any]:
     header: dict[str, Any] = {
         "library_name": "densekit",
-        "pipeline_tag": "sentence-similarity",
-        "tags": ["densekit", "dense-retrieval", "sentence-transformers", "feature-extraction"],
+        "pipeline_tag": pipeline_tag,
+        "tags": list(tags or _RETRIEVER_TAGS),
     }
     if base_model and not Path(base_model).exists():
         header["base_model"] = base_model  # a hub id; a local path means nothing to the hub
     if metrics:
         header["model-index"] = [
             {
-                "name": "densekit retriever",
+                "name": name,
                 "results": [
                     {
-                        "task": {"type": "retrieval"},
+                        "task": {"type": task},
                         "metrics": [
                             {"type": name, "value": round(float(v), 6)}
                             for name, v in metrics.items()
@@ -92,6 +103,77 @@ passages = model.encode_document(["a passage"])
 
 ## Evaluation
 
+| metric | value |
+|---|---|
+{results}
+"""
+    with atomic_open(Path(folder) / CARD_FILE, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def write_reranker_card(
+    folder: str | Path,
+    base_model: str,
+    data: str,
+    loss: str,
+    hyperparameters: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    settings: Mapping[str, Any],
+    selection: str | None = None,
+) -> None:
+    """A cross-encoder's ``README.md``; ``metrics`` are the dev metrics of the kept weights
+    (reranking a first stage's top hits), ``selection`` says which evaluation they are."""
+    front = _front_matter(
+        base_model,
+        metrics,
+        pipeline_tag="text-ranking",
+        tags=_RERANKER_TAGS,
+        name="densekit reranker",
+        task="reranking",
+    )
+    header = yaml.safe_dump(front, sort_keys=False).strip()
+    rows = "\n".join(f"| {k} | {v} |" for k, v in hyperparameters.items())
+    results = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items()) or "| (none) | |"
+    chosen = f"\nKept: {selection}.\n" if selection else ""
+    text = f"""---
+{header}
+---
+
+# Cross-encoder reranker trained with densekit
+
+- base model: `{base_model}`
+- training data: `{data}`
+- loss: `{loss}`
+- max length {settings.get("max_len")} tokens per (query, passage) pair, activation
+  `{settings.get("activation")}`, query prefix `{settings.get("query_prefix")!r}`, passage
+  prefix `{settings.get("passage_prefix")!r}`
+
+## Use
+
+```python
+from densekit.modeling.reranker import CrossEncoderReranker
+reranker = CrossEncoderReranker.from_pretrained("path/to/this/folder")
+scores = reranker.score(["a question"], ["a passage"])
+```
+
+```bash
+densekit rerank --model path/to/this/folder --run first.trec --corpus corpus.jsonl --queries queries.jsonl --save_ranking_to reranked.trec
+```
+
+```python
+from sentence_transformers import CrossEncoder
+model = CrossEncoder("path/to/this/folder")
+scores = model.predict([("a question", "a passage")])
+```
+
+## Training hyper-parameters
+
+| name | value |
+|---|---|
+{rows}
+
+## Evaluation (dev, reranking the first stage's top hits)
+{chosen}
 | metric | value |
 |---|---|
 {results}
