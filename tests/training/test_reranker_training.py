@@ -103,6 +103,17 @@ def test_tevatron_v2_ids_with_a_corpus_and_bce(tiny_model, tmp_path, write_jsonl
     assert CrossEncoderReranker.from_pretrained(out).settings.activation == "sigmoid"
 
 
+def test_bf16_trains_on_a_cpu(tiny_model, tmp_path, write_jsonl):
+    """``--bf16`` without CUDA: HF's arguments refused it unless told to use the CPU (the
+    recipe's rerank stage crashed with precision auto on AVX-512/AMX machines)."""
+    rows = [{"query": WORDS[i], "pos": [WORDS[i]], "neg": [WORDS[(i + 1) % 12]]} for i in range(4)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    argv = ["--model", tiny_model, "--dataset_path", str(train), "--output_dir",
+            str(tmp_path / "model"), "--train_group_size", "2", "--bf16",
+            "--per_device_train_batch_size", "4", "--max_steps", "1", *FAST]  # fmt: skip
+    assert main(argv) == 0
+
+
 def test_distill_from_flagembedding_teacher_scores(tiny_model, tmp_path, write_jsonl):
     rows = [
         {"query": w, "pos": [w], "neg": ["gold", "silver"], "pos_scores": [5.0], "neg_scores": [1.0, 0.5]}
