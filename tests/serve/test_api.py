@@ -162,3 +162,46 @@ def test_an_int8_backend_serves_the_same_documents(searcher_dir, searchers, tmp_
             body = test_client.get("/search", params={"q": query, "k": 5, "mode": "dense"}).json()
             torch_top = {h.docid for h in searchers.get("dense").search(query, k=5)}
             assert len(torch_top & {h["docid"] for h in body["hits"]}) >= 4
+
+
+def test_fields_keep_only_the_keys_asked_for(client, searchers):
+    query = "vitamin D and bone density"
+    full = client.get("/search", params={"q": query, "k": 5, "mode": "dense"}).json()
+    assert list(full["hits"][0]) == ["docid", "score", "rank", "title", "text"]
+    slim = client.get(
+        "/search", params={"q": query, "k": 5, "mode": "dense", "fields": "score,docid"}
+    ).json()
+    assert [list(hit) for hit in slim["hits"]] == [["docid", "score"]] * 5
+    assert slim["hits"] == [{"docid": h["docid"], "score": h["score"]} for h in full["hits"]]
+    texts = client.get("/search", params={"q": query, "k": 5, "fields": "text"}).json()
+    expected = searchers.get("hybrid").search(query, k=5)
+    assert texts["hits"] == [{"text": hit.text} for hit in expected]
+    body = client.post(
+        "/search", json={"queries": [query], "k": 5, "mode": "dense", "fields": ["docid", "rank"]}
+    ).json()
+    assert body[0]["hits"] == [{"docid": h["docid"], "rank": h["rank"]} for h in full["hits"]]
+    # a dev query keeps its judgments whatever the fields
+    dev = client.get("/dev_queries").json()[0]
+    judged = client.get("/search", params={"q": dev["text"], "k": 3, "fields": "docid"}).json()
+    assert all(set(hit) == {"docid", "relevance"} for hit in judged["hits"])
+    assert "ndcg_at_10" in judged
+
+
+@pytest.mark.parametrize("fields", ["docid,bogus", "", " , ", "Title"])
+def test_bad_fields_are_a_400_with_a_json_error(client, fields):
+    response = client.get("/search", params={"q": "insulin", "fields": fields})
+    assert response.status_code == 400
+    assert "field" in response.json()["error"] and "Traceback" not in response.text
+    posted = client.post("/search", json={"queries": ["insulin"], "fields": fields.split(",")})
+    assert posted.status_code == 400 and "field" in posted.json()["error"]
+    assert client.post("/search", json={"queries": ["x"], "fields": "docid"}).status_code == 422
+
+
+def test_documents_are_read_in_one_go_as_one_by_one(searchers):
+    from densekit.serve.batching import read_documents
+
+    corpus = searchers.corpus
+    docids = [*list(corpus.rows)[:5], "no-such-doc", list(corpus.rows)[2]]
+    assert read_documents(corpus, docids) == [corpus.document(d) for d in docids]
+    assert read_documents(corpus, ["nothing"]) == [("", "")]
+    assert read_documents(None, ["a", "b"]) == [("", "")] * 2

@@ -1,25 +1,30 @@
 """Concurrent requests answered by one searcher call: a short collection window.
 
-Each request puts ``(query, mode, k)`` on a queue and waits. A single worker takes the first
-waiting request, collects whatever else arrives within ``window`` seconds (up to
+Each request puts ``(query, mode, k)`` on a queue and waits. A single worker takes the
+waiting requests, collects whatever else arrives within ``window`` seconds (up to
 ``max_batch``), and answers them all from one call in a worker thread: the queries that need
 the dense side are encoded together, those that need BM25 are scored together, and hybrid
 requests fuse the two rankings the batch already computed, and the requests that ask for
 reranking have the pairs of all their first-stage top ``rerank_depth`` scored together by the
-cross-encoder, in the same call. Throughput therefore rises with the number of clients, while a
-lone request waits at most ``window``.
+cross-encoder, in the same call; the same call also reads the title and text of every
+request's top ``documents`` hits from the corpus at once (one Arrow read per batch rather than
+one per hit). Throughput therefore rises with the number of clients, while a lone request waits
+at most ``window``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from densekit.search.corpus import CorpusStore
 from densekit.search.folder import Searchers
 
 Ranking = dict[str, float]
+Document = tuple[str, str]  # (title, text)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,15 @@ class Request:
     mode: str
     k: int
     rerank: bool = False
+    documents: int = 0  # the top hits whose title and text the answer needs (0: none)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A request's ranking, and the (title, text) of its top ``Request.documents`` hits."""
+
+    ranking: Ranking
+    documents: list[Document]
 
 
 def rank_batch(searchers: Searchers, requests: Sequence[Request]) -> list[Ranking]:
@@ -62,50 +76,108 @@ def rank_batch(searchers: Searchers, requests: Sequence[Request]) -> list[Rankin
     return [dict(list(answers[i].items())[: r.k]) for i, r in zip(ids, requests, strict=True)]
 
 
+def read_documents(corpus: CorpusStore | None, docids: Sequence[str]) -> list[Document]:
+    """``(title, text)`` of each docid, in order, from one read of the corpus table (ids the
+    corpus lacks get empty strings, as ``CorpusStore.document``)."""
+    if corpus is None:
+        return [("", "")] * len(docids)
+    table, rows = getattr(corpus, "table", None), getattr(corpus, "rows", None)
+    if table is None or rows is None:
+        return [corpus.document(docid) for docid in docids]
+    found = [rows.get(docid) for docid in docids]
+    wanted = [row for row in found if row is not None]
+    if not wanted:
+        return [("", "")] * len(docids)
+    columns = table[wanted]  # one Arrow gather for every row, not one call per row
+    read = iter(zip(columns["title"], columns["text"], strict=True))
+    out = []
+    for row in found:
+        title, text = next(read) if row is not None else ("", "")
+        out.append((title or "", text or ""))
+    return out
+
+
+def answer_batch(searchers: Searchers, requests: Sequence[Request]) -> list[Answer]:
+    """:func:`rank_batch`, plus the documents each request asks for, read in one go."""
+    rankings = rank_batch(searchers, requests)
+    tops = [list(ranking)[: r.documents] for ranking, r in zip(rankings, requests, strict=True)]
+    documents = read_documents(searchers.corpus, [d for top in tops for d in top])
+    answers, at = [], 0
+    for ranking, top in zip(rankings, tops, strict=True):
+        answers.append(Answer(ranking, documents[at : at + len(top)]))
+        at += len(top)
+    return answers
+
+
 class Batcher:
-    """Collects requests for ``window`` seconds and ranks them in one worker-thread call."""
+    """Collects requests for ``window`` seconds and answers them in one worker-thread call.
+
+    Collecting costs one timer per batch (not one task per request); requests that arrive while
+    a batch is being ranked wait for the next one, so under load batches form by themselves.
+    """
 
     def __init__(self, searchers: Searchers, window: float = 0.002, max_batch: int = 64) -> None:
         self.searchers, self.window, self.max_batch = searchers, window, max_batch
-        self.queue: asyncio.Queue[tuple[Request, asyncio.Future]] | None = None
+        self.pending: collections.deque[tuple[Request, asyncio.Future]] = collections.deque()
+        self.ready: asyncio.Future | None = None  # woken by a request / a full batch
+        self.waiting_first = False  # the worker waits for any request (else: the window's end)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self.task: asyncio.Task | None = None
         self.batches = 0
+        self.answered = 0
 
     async def start(self) -> None:
-        self.queue = asyncio.Queue()
+        self.pending.clear()
         self.task = asyncio.create_task(self._work())
 
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+            self.task = None
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def rank(self, request: Request) -> Ranking:
         """This request's ranking (answered with whatever else arrived meanwhile)."""
-        if self.queue is None:
+        return (await self.answer(request)).ranking
+
+    async def answer(self, request: Request) -> Answer:
+        """This request's ranking and documents (with whatever else arrived meanwhile)."""
+        if self.task is None:
             await self.start()
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((request, future))
+        self.pending.append((request, future))
+        ready = self.ready
+        wake = self.waiting_first or len(self.pending) >= self.max_batch
+        if ready is not None and not ready.done() and wake:
+            ready.set_result(None)
         return await future
+
+    async def _wait(self, first: bool, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self.ready, self.waiting_first = loop.create_future(), first
+        timer = loop.call_later(timeout, _wake, self.ready) if timeout is not None else None
+        try:
+            await self.ready
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.ready, self.waiting_first = None, False
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
-            deadline = loop.time() + self.window
-            while len(batch) < self.max_batch:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except asyncio.TimeoutError:
-                    break
+            if not self.pending:
+                await self._wait(True, None)
+            if self.window > 0 and len(self.pending) < self.max_batch:
+                await self._wait(False, self.window)
+            batch = [self.pending.popleft() for _ in range(min(self.max_batch, len(self.pending)))]
+            batch = [(request, future) for request, future in batch if not future.done()]
+            if not batch:
+                continue
             requests = [request for request, _ in batch]
             try:
                 results = await loop.run_in_executor(
-                    self.pool, rank_batch, self.searchers, requests
+                    self.pool, answer_batch, self.searchers, requests
                 )
             except Exception as exc:  # the worker must outlive a failed batch
                 for _, future in batch:
@@ -113,6 +185,12 @@ class Batcher:
                         future.set_exception(exc)
                 continue
             self.batches += 1
-            for (_, future), ranking in zip(batch, results, strict=True):
+            self.answered += len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
-                    future.set_result(ranking)
+                    future.set_result(result)
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
