@@ -109,6 +109,7 @@ def test_recipe_keeps_the_best_dev_checkpoint(beir_folder, tiny_model, tmp_path,
         epochs=3,
         learning_rate=5e-3,
         eval_strategy="epoch",
+        train_positives="all",
     )
     results = pipeline.run_recipe(config)
     kept = json.loads((out / "results.json").read_text())["kept_checkpoint"]
