@@ -143,6 +143,7 @@ def main() -> None:
             per_device_train_batch_size=args.queries,
             learning_rate=args.lr,
             bf16=bf16,
+            precision="bf16" if bf16 else "fp32",  # the default, auto, is bf16 on native CPUs
             report_to=[],
             save_strategy="no",
             logging_strategy="no",
