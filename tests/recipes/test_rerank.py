@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -181,3 +182,27 @@ def test_rerank_settings_leave_the_other_stages_keys_alone(tmp_path):
     for stage in ("bm25", "zero-shot", "mine", "fine-tune"):
         assert keys[stage] == changed[stage]
     assert keys["reranker"] != changed["reranker"] and keys["rerank"] != changed["rerank"]
+
+
+def test_rerank_model_is_what_the_cross_encoder_starts_from(
+    beir_folder, tiny_model, tmp_path, monkeypatch
+):
+    """``--rerank_model`` (a cross-encoder checkpoint) replaces ``--model`` as the reranker's
+    start, and only the reranker's stage keys depend on it."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(config, folder, keys, dev, corpus, queries, base, *rest):
+        seen.append(base)
+        raise Stop
+
+    monkeypatch.setattr(rerank, "rerank_dev", record)
+    config = _config(beir_folder(), tmp_path / "out", tiny_model, rerank_model="/ce", **RERANK)
+    with pytest.raises(Stop):
+        pipeline.run_recipe(config)
+    assert seen == ["/ce"]
+    keys = pipeline.stage_keys(config, tiny_model)
+    plain = pipeline.stage_keys(dataclasses.replace(config, rerank_model=None), tiny_model)
+    assert keys["fine-tune"] == plain["fine-tune"] and keys["reranker"] != plain["reranker"]

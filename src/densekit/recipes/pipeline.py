@@ -328,7 +328,15 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
     choice = None
     if config.rerank:  # after every first stage: the reranker is trained on the mined file
         choice = rerank.rerank_dev(
-            config, folder, keys, dev, data.corpus, dev_queries, base, train_file, watch.seconds
+            config,
+            folder,
+            keys,
+            dev,
+            data.corpus,
+            dev_queries,
+            config.rerank_model or base,
+            train_file,
+            watch.seconds,
         )
     else:
         rerank.forget(work)
