@@ -365,7 +365,7 @@ def main() -> None:
     st_model = SentenceTransformer(model, device="cpu")
     print(f"threads   : in-process torch {torch.get_num_threads()}, faiss "
           f"{faiss.omp_get_max_threads()}, onnxruntime its default (one per core); "
-          f"densekit serve --threads {args.server_threads or 'default (cores - 1)'}")  # fmt: skip
+          f"densekit serve --threads {args.server_threads or 'default (every core)'}")  # fmt: skip
 
     def st_search(texts: list[str]):
         vectors = st_model.encode(texts, convert_to_tensor=True)
@@ -410,7 +410,7 @@ def main() -> None:
     modes = [m for m in args.modes.split(",") if m]
     results: dict[str, dict] = {}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    server_threads = args.server_threads or max(1, (cores or 1) - 1)  # as densekit serve
+    server_threads = args.server_threads or max(1, cores or 1)  # as densekit serve
 
     def exports_for(backend: str) -> str | None:
         return None if backend == "torch" else str(work / "exports")

@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="encoder threads (default: the cores less one, at least 1, leaving a core to "
-        "answer requests)",
+        help="encoder threads (default: every core; at 16 clients on 2 cores that served 1.36x "
+        "the queries of one thread, at 1 client each query took ~3 ms longer)",
     )
     p.add_argument(
         "--batch_window_ms",
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be positive, got {args.threads}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    args.threads = args.threads or max(1, (cores or 1) - 1)
+    args.threads = args.threads or max(1, cores or 1)
     # OpenMP threads that sleep between calls leave the cores to the event loop (read by
     # torch's OpenMP when it starts, so before torch is imported)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
