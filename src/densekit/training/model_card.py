@@ -51,6 +51,16 @@ def _front_matter(
     return header
 
 
+def _parts(
+    front: Mapping[str, Any], hyperparameters: Mapping[str, Any], metrics: Mapping[str, float]
+) -> tuple[str, str, str]:
+    """The YAML header, the hyper-parameter rows and the metric rows both cards share."""
+    header = yaml.safe_dump(dict(front), sort_keys=False).strip()
+    rows = "\n".join(f"| {k} | {v} |" for k, v in hyperparameters.items())
+    results = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items()) or "| (none) | |"
+    return header, rows, results
+
+
 def write_model_card(
     folder: str | Path,
     base_model: str,
@@ -61,9 +71,7 @@ def write_model_card(
     settings: Mapping[str, Any],
 ) -> None:
     """Write ``README.md`` into ``folder``; ``metrics`` may be empty (no evaluation ran)."""
-    header = yaml.safe_dump(_front_matter(base_model, metrics), sort_keys=False).strip()
-    rows = "\n".join(f"| {k} | {v} |" for k, v in hyperparameters.items())
-    results = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items()) or "| (none) | |"
+    header, rows, results = _parts(_front_matter(base_model, metrics), hyperparameters, metrics)
     text = f"""---
 {header}
 ---
@@ -131,9 +139,7 @@ def write_reranker_card(
         name="densekit reranker",
         task="reranking",
     )
-    header = yaml.safe_dump(front, sort_keys=False).strip()
-    rows = "\n".join(f"| {k} | {v} |" for k, v in hyperparameters.items())
-    results = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items()) or "| (none) | |"
+    header, rows, results = _parts(front, hyperparameters, metrics)
     chosen = f"\nKept: {selection}.\n" if selection else ""
     text = f"""---
 {header}

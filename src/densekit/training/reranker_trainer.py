@@ -43,7 +43,7 @@ from densekit.modeling.reranker import (
 )
 from densekit.modeling.reranker_losses import needs_teacher, reranker_loss
 from densekit.training.checkpoints import save_final
-from densekit.training.trainer import EpochCallback
+from densekit.training.trainer import EpochCallback, report_evaluation
 
 logger = logging.getLogger("densekit.train_reranker")
 _EVALUATOR_ONLY: list = []  # marker: the evaluator is the only eval set
@@ -137,13 +137,8 @@ class RerankerTrainer(Trainer):
         start = time.perf_counter()
         reranker = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         values = self.evaluator(reranker)
-        metrics = {f"{metric_key_prefix}_{name}": float(v) for name, v in values.items()}
-        metrics[f"{metric_key_prefix}_seconds"] = time.perf_counter() - start
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(
-            self.args, self.state, self.control, metrics
-        )
-        return metrics
+        seconds = time.perf_counter() - start
+        return report_evaluation(self, values, metric_key_prefix, ("seconds", seconds))
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir or self.args.output_dir

@@ -35,6 +35,23 @@ def loss_targets(inputs: dict[str, Any]) -> torch.Tensor | None:
     return teacher if teacher is not None else inputs.get("labels")
 
 
+def report_evaluation(
+    trainer: Trainer,
+    values: dict[str, float],
+    prefix: str,
+    timing: tuple[str, float],
+) -> dict[str, float]:
+    """Log an evaluator's metrics as ``<prefix>_<name>`` (with its time under ``timing``'s name)
+    and tell the callbacks, which pick the best checkpoint from them."""
+    metrics = {f"{prefix}_{name}": float(value) for name, value in values.items()}
+    metrics[f"{prefix}_{timing[0]}"] = timing[1]
+    trainer.log(metrics)
+    trainer.control = trainer.callback_handler.on_evaluate(
+        trainer.args, trainer.state, trainer.control, metrics
+    )
+    return metrics
+
+
 class EpochCallback(TrainerCallback):
     """Tells the dataset which epoch starts, so group sampling differs per epoch."""
 
@@ -224,10 +241,8 @@ class RetrievalTrainer(Trainer):
         encoder = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         with torch.no_grad():
             exact = self.evaluator(encoder, self.processing_class)
-        exact = {f"{metric_key_prefix}_{name}": value for name, value in exact.items()}
-        exact[f"{metric_key_prefix}_exact_seconds"] = time.perf_counter() - start
-        self.log(exact)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, exact)
+        seconds = time.perf_counter() - start
+        exact = report_evaluation(self, exact, metric_key_prefix, ("exact_seconds", seconds))
         return {**metrics, **exact}
 
     # ------------------------------------------------------------------ saving and resuming
