@@ -388,3 +388,19 @@ def serving(folder: Path, *flags: str, timeout: float = 90) -> Iterator[str]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def toy_bert(tokenizer, folder) -> str:
+    """A tiny random BERT (width 32, 2 layers) without dropout and with a wider init, so a few
+    training steps suffice; saved with ``tokenizer`` into ``folder``."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, initializer_range=0.2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

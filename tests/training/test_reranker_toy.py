@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
-import torch
+from conftest import toy_bert
 
 from densekit.training.reranker_trainer import RerankerRun, build_trainer, read_data
 
@@ -75,19 +75,8 @@ def word_tokenizer():
 
 
 def toy_backbone(folder) -> str:
-    """A tiny random BERT (width 32, 2 layers) without dropout and a wider init."""
-    from transformers import BertConfig, BertModel
-
-    tokenizer = word_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, initializer_range=0.2,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    """A tiny random BERT without dropout over the toy task's words."""
+    return toy_bert(word_tokenizer(), folder)
 
 
 def train_bi_encoder(backbone: str, train: str, out: str):

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import toy_bert
 
 from densekit.commands import run_guarded
 from densekit.commands.train_reranker import main
@@ -52,18 +53,7 @@ def accuracy(reranker: CrossEncoderReranker, rows: list[dict]) -> float:
 
 
 def toy_backbone(tokenizer, folder) -> str:
-    """A tiny random BERT without dropout (a few steps must suffice) and a wider init."""
-    from transformers import BertConfig, BertModel
-
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, initializer_range=0.2,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return toy_bert(tokenizer, folder)
 
 
 def test_cross_encoder_learns_exact_match_in_a_few_steps(tokenizer, tmp_path, write_jsonl, capsys):
