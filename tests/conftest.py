@@ -37,7 +37,8 @@ pytest_plugins = ["gpu_plugin"]
 # In case a plugin imported datasets before this module ran.
 datasets.config.HF_DATASETS_CACHE = Path(os.environ["HF_DATASETS_CACHE"])
 datasets.disable_progress_bars()
-torch.set_num_threads(2)
+# Under pytest-xdist each of the two workers gets one core (two threads each would contend).
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 REPO = Path(__file__).resolve().parents[1]
 SCIFACT = REPO / "src" / "densekit" / "bundled_data" / "scifact"
