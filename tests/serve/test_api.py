@@ -195,13 +195,3 @@ def test_bad_fields_are_a_400_with_a_json_error(client, fields):
     posted = client.post("/search", json={"queries": ["insulin"], "fields": fields.split(",")})
     assert posted.status_code == 400 and "field" in posted.json()["error"]
     assert client.post("/search", json={"queries": ["x"], "fields": "docid"}).status_code == 422
-
-
-def test_documents_are_read_in_one_go_as_one_by_one(searchers):
-    from densekit.serve.batching import read_documents
-
-    corpus = searchers.corpus
-    docids = [*list(corpus.rows)[:5], "no-such-doc", list(corpus.rows)[2]]
-    assert read_documents(corpus, docids) == [corpus.document(d) for d in docids]
-    assert read_documents(corpus, ["nothing"]) == [("", "")]
-    assert read_documents(None, ["a", "b"]) == [("", "")] * 2

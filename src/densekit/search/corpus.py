@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import datasets
 
@@ -31,8 +32,19 @@ class CorpusStore:
 
     def document(self, docid: str) -> tuple[str, str]:
         """``(title, text)`` of ``docid`` (empty strings for an id the corpus lacks)."""
-        row = self.rows.get(docid)
-        if row is None:
-            return "", ""
-        record = self.table[row]
-        return record["title"] or "", record["text"] or ""
+        return self.documents([docid])[0]
+
+    def documents(self, docids: Sequence[str]) -> list[tuple[str, str]]:
+        """``(title, text)`` of each docid, in order, from one Arrow gather of all their rows
+        (a read per row costs about 0.2 ms; ids the corpus lacks get empty strings)."""
+        found = [self.rows.get(docid) for docid in docids]
+        wanted = [row for row in found if row is not None]
+        if not wanted:
+            return [("", "")] * len(docids)
+        columns = self.table[wanted]
+        read = iter(zip(columns["title"], columns["text"], strict=True))
+        out = []
+        for row in found:
+            title, text = next(read) if row is not None else ("", "")
+            out.append((title or "", text or ""))
+        return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -57,16 +57,16 @@ class RankingSearcher:
     ) -> dict[str, list[Hit]]:
         ids = query_ids(queries, qids)
         run = self.batch_rank(list(queries), ids, k) if ids else {}
-        return {qid: to_hits(run.get(qid, {}), self.corpus, k) for qid in ids}
-
-
-def to_hits(ranking: Mapping[str, float], corpus: CorpusStore | None, k: int) -> list[Hit]:
-    """The first ``k`` of an ordered ``{docid: score}`` as hits with their documents' text."""
-    hits = []
-    for rank, (docid, score) in enumerate(list(ranking.items())[:k], start=1):
-        title, text = corpus.document(docid) if corpus is not None else ("", "")
-        hits.append(Hit(docid, float(score), rank, title, text))
-    return hits
+        tops = {qid: list(run.get(qid, {}).items())[:k] for qid in ids}
+        wanted = [docid for top in tops.values() for docid, _ in top]
+        documents = iter(self.corpus.documents(wanted) if self.corpus else [("", "")] * len(wanted))
+        return {
+            qid: [
+                Hit(docid, float(score), rank, *next(documents))
+                for rank, (docid, score) in enumerate(top, start=1)
+            ]
+            for qid, top in tops.items()
+        }
 
 
 def query_ids(queries: Sequence[str], qids: Sequence[str] | None) -> list[str]:

@@ -20,7 +20,6 @@ import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from densekit.search.corpus import CorpusStore
 from densekit.search.folder import Searchers
 
 Ranking = dict[str, float]
@@ -76,32 +75,12 @@ def rank_batch(searchers: Searchers, requests: Sequence[Request]) -> list[Rankin
     return [dict(list(answers[i].items())[: r.k]) for i, r in zip(ids, requests, strict=True)]
 
 
-def read_documents(corpus: CorpusStore | None, docids: Sequence[str]) -> list[Document]:
-    """``(title, text)`` of each docid, in order, from one read of the corpus table (ids the
-    corpus lacks get empty strings, as ``CorpusStore.document``)."""
-    if corpus is None:
-        return [("", "")] * len(docids)
-    table, rows = getattr(corpus, "table", None), getattr(corpus, "rows", None)
-    if table is None or rows is None:
-        return [corpus.document(docid) for docid in docids]
-    found = [rows.get(docid) for docid in docids]
-    wanted = [row for row in found if row is not None]
-    if not wanted:
-        return [("", "")] * len(docids)
-    columns = table[wanted]  # one Arrow gather for every row, not one call per row
-    read = iter(zip(columns["title"], columns["text"], strict=True))
-    out = []
-    for row in found:
-        title, text = next(read) if row is not None else ("", "")
-        out.append((title or "", text or ""))
-    return out
-
-
 def answer_batch(searchers: Searchers, requests: Sequence[Request]) -> list[Answer]:
     """:func:`rank_batch`, plus the documents each request asks for, read in one go."""
     rankings = rank_batch(searchers, requests)
     tops = [list(ranking)[: r.documents] for ranking, r in zip(rankings, requests, strict=True)]
-    documents = read_documents(searchers.corpus, [d for top in tops for d in top])
+    wanted = [d for top in tops for d in top]
+    documents = searchers.corpus.documents(wanted) if searchers.corpus else [("", "")] * len(wanted)
     answers, at = [], 0
     for ranking, top in zip(rankings, tops, strict=True):
         answers.append(Answer(ranking, documents[at : at + len(top)]))
