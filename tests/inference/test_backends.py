@@ -186,6 +186,42 @@ def test_export_is_reused_then_redone_when_the_weights_change(tiny_eos):
     assert not [p for p in Path(folder).parent.iterdir() if p.name.endswith((".tmp", ".old"))]
 
 
+def _int8_weight_peak(folder: Path) -> int:
+    """The largest |value| among the int8 weight initializers of an ONNX export."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    peaks = [
+        int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max())
+        for t in graph.initializer
+        if t.data_type == onnx.TensorProto.INT8
+    ]
+    assert peaks, "no int8 weights in the export"
+    return max(peaks)
+
+
+def test_onnx_int8_weight_bits_follow_the_cpu_and_an_export_for_the_other_class_is_redone(
+    tiny_eos, monkeypatch
+):
+    """Full 8-bit weights where the CPU has VNNI, 7 bits (reduce_range) without; an export made
+    on one CPU class is not reused on the other. Read back from the ONNX initializers: symmetric
+    per-channel weights reach 127 on 8 bits and at most 64 on 7."""
+    tokenizer = load_tokenizer(tiny_eos)
+    encoder = DenseEncoder.from_pretrained(tiny_eos).eval()
+    spec = ExportSpec("onnx", "int8")
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: True, raising=False)
+    folder, status = ensure_export(encoder, tokenizer, tiny_eos, spec)
+    assert status == "exported" and _int8_weight_peak(folder) == 127
+    assert "8 bits" in json.loads((folder / "meta.json").read_text())["int8_scheme"]
+    assert ensure_export(encoder, tokenizer, tiny_eos, spec) == (folder, "reused")
+
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False, raising=False)
+    assert ensure_export(encoder, tokenizer, tiny_eos, spec) == (folder, "re-exported")
+    assert _int8_weight_peak(folder) <= 64
+    assert "7 bits" in json.loads((folder / "meta.json").read_text())["int8_scheme"]
+
+
 def test_foreign_folder_at_the_export_path_is_refused(tiny_eos):
     foreign = Path(tiny_eos) / EXPORT_ROOT / "onnx-fp32"
     foreign.mkdir(parents=True)

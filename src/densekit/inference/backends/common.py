@@ -100,15 +100,20 @@ def _hashed_files(folder: Path) -> list[Path]:
     )
 
 
-def fingerprint(model_path: str | Path, spec: ExportSpec, kind: str | None = None) -> str:
+def fingerprint(
+    model_path: str | Path, spec: ExportSpec, kind: str | None = None, scheme: str | None = None
+) -> str:
     """A digest of the model's weights and configs (content, not dates) and of the export recipe:
-    an export whose fingerprint differs was made from another model, or by another densekit.
-    ``kind`` names a graph other than the encoder towers (e.g. ``"reranker"``)."""
+    an export whose fingerprint differs was made from another model, by another densekit, or
+    for another CPU class. ``kind`` names a graph other than the encoder towers (e.g.
+    ``"reranker"``); ``scheme`` is what the backend decides by the CPU (ONNX int8 weight bits)."""
     folder = Path(model_path)
     digest = hashlib.blake2b(digest_size=20)
     digest.update(f"densekit-export-{EXPORT_VERSION}:{spec.name}".encode())
     if kind:
         digest.update(f":{kind}".encode())
+    if scheme:
+        digest.update(f":{scheme}".encode())
     for path in _hashed_files(folder):
         digest.update(b"\0" + path.relative_to(folder).as_posix().encode() + b"\0")
         with open(path, "rb") as handle:

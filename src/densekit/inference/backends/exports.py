@@ -138,7 +138,7 @@ def export_graphs(
     """``job``'s export in ``folder``: reused when its fingerprint matches (and not ``redo``),
     else written atomically under a lock and checked against torch; with its status."""
     check_target(folder, folder=True, overwrite=True)  # a refusal leaves no lock file behind
-    stamp = fingerprint(model_path, spec, job.kind)
+    stamp = fingerprint(model_path, spec, job.kind, _MODULES[spec.format].scheme(spec.quantize))
     with _locked(folder):
         meta = read_meta(folder)
         if meta is not None and meta.get("fingerprint") == stamp and not redo:
