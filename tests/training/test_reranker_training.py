@@ -300,3 +300,38 @@ def test_gradient_checkpointing_gives_the_same_training(tiny_model, tmp_path, wr
     pairs = (["red", "blue"], ["red", "green"])
     scores = [m.score(*pairs, activation=False) for m in models]
     np.testing.assert_allclose(scores[1], scores[0], rtol=1e-3, atol=1e-4 * np.abs(scores[0]).max())
+
+
+def test_head_learning_rate_moves_only_the_head_at_its_rate(tiny_model, tmp_path, write_jsonl):
+    """Adam's first step moves every parameter with a gradient by lr * |g| / (|g| + eps), i.e.
+    by its group's rate: the pooler and classifier by --head_learning_rate, the rest by
+    --learning_rate (warmup 0, the linear schedule at its peak on step one)."""
+    from densekit.training.reranker_trainer import RerankerRun, build_trainer, read_data
+
+    train = write_jsonl(tmp_path / "train.jsonl", match_rows(8, seed=1))
+    run = RerankerRun(
+        model_name_or_path=tiny_model, dataset_path=str(train), output_dir=str(tmp_path / "m"),
+        train_group_size=4, max_len=8, head_learning_rate=1e-2,
+        training={"max_steps": 1, "learning_rate": 1e-4, "per_device_train_batch_size": 8,
+                  "save_strategy": "no", "seed": 0},
+    )  # fmt: skip
+    trainer = build_trainer(run, read_data(run))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    steps = {
+        name: float((param.detach() - before[name]).abs().max())
+        for name, param in trainer.model.named_parameters()
+    }
+    head = {
+        n for n in steps if ".pooler." in n or ".classifier." in n or n.startswith("classifier")
+    }
+    # the listwise loss ignores a shift shared by a group's scores, so the classifier's bias
+    # has a gradient near eps: it moves less than its rate, never more
+    shifted = {n for n in head if n.endswith("classifier.bias")}
+    assert all(0 <= steps[n] <= 1e-2 * (1 + 1e-3) for n in shifted), steps
+    moved = head - shifted
+    assert moved and all(steps[n] == pytest.approx(1e-2, rel=1e-3) for n in moved), steps
+    # the body at its own rate, never more (tensors whose gradients are near eps, such as
+    # attention's key bias, move less)
+    body = [steps[n] for n in steps if n not in head]
+    assert max(body) == pytest.approx(1e-4, rel=1e-3), sorted(body)

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="text put before each passage (default: none)")  # fmt: skip
     add("--max_example_num_per_dataset", type=int, help="cap on records read per file")
     add("--learning_rate", type=float, default=2e-5, help="peak AdamW learning rate")
+    add("--head_learning_rate", type=float,
+        help="peak learning rate of the head (pooler, classifier) when it starts at random, "
+        "e.g. 100x --learning_rate from a retriever or a language model (default: the same)")  # fmt: skip
     add("--weight_decay", type=float, default=0.0, help="AdamW weight decay")
     add("--warmup_steps", type=float, default=0, help="steps, or a fraction of all steps if < 1")
     add("--warmup_ratio", type=float, help="fraction of all steps (older transformers' flag)")
@@ -215,6 +218,7 @@ def to_run(args: argparse.Namespace) -> RerankerRun:
         eval_metrics=args.eval_metrics,
         eval_depth=args.eval_depth,
         eval_batch_size=args.per_device_eval_batch_size,
+        head_learning_rate=args.head_learning_rate,
         training=training,
     )
 

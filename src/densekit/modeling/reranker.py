@@ -316,6 +316,18 @@ class CrossEncoderReranker(nn.Module):
                 for param in module.parameters():
                     param.requires_grad = True
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters of the head modules (pooler, classifier, score), which a
+        reranker built from a retriever or a language model starts with at random."""
+        heads = set(head_modules(self.model))
+        return [
+            param
+            for name, module in self.model.named_modules()
+            if name.rsplit(".", 1)[-1] in heads
+            for param in module.parameters()
+            if param.requires_grad
+        ]
+
     def merge_lora(self) -> None:
         """Fold the LoRA adapters into the weights and unwrap: a plain model again (no-op
         without adapters). The trained head copies replace the original head."""

@@ -62,6 +62,8 @@ class RecipeConfig:
     rerank_group_size: int = 8
     rerank_batch_size: int = 16
     rerank_learning_rate: float = 2e-5
+    # the head's peak rate when it starts at random (no --rerank_model); None: the body's
+    rerank_head_learning_rate: float | None = None
     rerank_max_len: int = 256
 
     def shrink(self) -> None:
@@ -162,6 +164,9 @@ HELP = {
     "rerank_batch_size": "with --rerank: queries per cross-encoder optimizer step",
     "rerank_learning_rate": "with --rerank: peak AdamW learning rate of the cross-encoder",
     "rerank_max_len": "with --rerank: tokens kept per (query, passage) pair",
+    "rerank_head_learning_rate": "with --rerank: peak learning rate of the cross-encoder's new "
+    "head (pooler, classifier) when it starts from --model (not with --rerank_model, whose head "
+    "is trained); default: --rerank_learning_rate",
 }
 
 

@@ -137,6 +137,7 @@ def train_cross_encoder(
             "load_best_model_at_end": True,
             "metric_for_best_model": METRICS[0],
         }
+    fresh_head = not getattr(config, "rerank_model", None)
     run = RerankerRun(
         model_name_or_path=base,
         dataset_path=str(train_file),
@@ -145,6 +146,7 @@ def train_cross_encoder(
         max_len=config.rerank_max_len,
         loss="listwise",
         overwrite_output_dir=True,
+        head_learning_rate=config.rerank_head_learning_rate if fresh_head else None,
         training={
             "learning_rate": config.rerank_learning_rate,
             "num_train_epochs": config.rerank_epochs,

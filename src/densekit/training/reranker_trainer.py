@@ -91,6 +91,7 @@ class RerankerTrainer(Trainer):
         loss: str = "listwise",
         distill_temperature: float = 1.0,
         evaluator: Callable[[CrossEncoderReranker], dict[str, float]] | None = None,
+        head_learning_rate: float | None = None,
         **kwargs: Any,
     ) -> None:
         # the evaluator stands in for an eval set, so the HF Trainer accepts an evaluation
@@ -105,6 +106,7 @@ class RerankerTrainer(Trainer):
         self.loss_name = loss
         self.loss_fn = reranker_loss(loss)
         self.distill_temperature = distill_temperature
+        self.head_learning_rate = head_learning_rate
         if self.train_dataset is not None:
             self.add_callback(EpochCallback(self.train_dataset))
 
@@ -122,6 +124,27 @@ class RerankerTrainer(Trainer):
         else:
             loss = self.loss_fn(scores, teacher)
         return (loss, scores) if return_outputs else loss
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """HF's optimizer; with ``head_learning_rate`` the head's parameters move to groups of
+        their own at that peak rate (same weight decay, same schedule). A head initialised at
+        random on a pretrained body barely moves at the body's rate: from a retriever the
+        listwise loss stays at chance for dozens of steps (docs/benchmarks.md §22)."""
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if not fresh or self.head_learning_rate is None:
+            return optimizer
+        reranker = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        head = {id(param) for param in reranker.head_parameters()}
+        for group in list(optimizer.param_groups):
+            moved = [param for param in group["params"] if id(param) in head]
+            if moved:
+                group["params"] = [param for param in group["params"] if id(param) not in head]
+                settings = {key: value for key, value in group.items() if key != "params"}
+                optimizer.add_param_group(
+                    {**settings, "params": moved, "lr": self.head_learning_rate}
+                )
+        return optimizer
 
     def evaluate(
         self,
@@ -190,6 +213,8 @@ class RerankerRun:
     eval_metrics: str = "ndcg@10,mrr@10"
     eval_depth: int = 100
     eval_batch_size: int = 32
+    # peak learning rate of the head modules (default: the body's, training["learning_rate"])
+    head_learning_rate: float | None = None
     training: dict[str, Any] = field(default_factory=dict)  # TrainingArguments keywords
 
     @property
@@ -286,6 +311,8 @@ def check_run(run: RerankerRun, evaluating: bool | None = None) -> TrainingArgum
     reranker_loss(run.loss)
     if run.max_len < 2:
         raise ConfigError(f"--max_len must be at least 2, got {run.max_len}")
+    if run.head_learning_rate is not None and not run.head_learning_rate > 0:
+        raise ConfigError(f"--head_learning_rate must be positive, got {run.head_learning_rate}")
     if run.fine_tune_type not in FINE_TUNE_TYPES:
         raise ConfigError(
             f"--fine_tune_type {run.fine_tune_type!r}: expected {', '.join(FINE_TUNE_TYPES)}"
@@ -379,6 +406,7 @@ def build_trainer(
         loss=run.loss,
         distill_temperature=run.distill_temperature,
         evaluator=evaluator,
+        head_learning_rate=run.head_learning_rate,
     )
 
 
