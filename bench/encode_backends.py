@@ -191,16 +191,19 @@ def main() -> None:
         encode(name, timed[: args.batch_size], False)
     alternate({name: timed_call(name) for name in variants}, args.rounds, warmup=0, log=False)
     base = len(timed) / median(seconds["dk-torch"]) if "dk-torch" in seconds else None
-    st_best = max((len(timed) / median(seconds[v]), v) for v in variants if v.startswith("st-"))
+    st_rates = [(len(timed) / median(seconds[v]), v) for v in variants if v.startswith("st-")]
+    st_best = max(st_rates) if st_rates else None  # none timed: no "x best ST" column
     print()
     print(f"{'variant':<13} {'median s':>9} {'min..max s':>15} {'passages/s':>11} "
           f"{'x dk-torch':>10} {'x best ST':>10}")  # fmt: skip
     for name in variants:
         rate = len(timed) / median(seconds[name])
         vs_base = f"{rate / base:10.2f}" if base else ""
+        vs_st = f"{rate / st_best[0]:10.2f}" if st_best else ""
         print(f"{name:<13} {median(seconds[name]):9.2f} {spread(seconds[name]):>15} "
-              f"{rate:11.2f} {vs_base} {rate / st_best[0]:10.2f}")  # fmt: skip
-    print(f"best ST variant: {st_best[1]} ({st_best[0]:.2f} passages/s)")
+              f"{rate:11.2f} {vs_base} {vs_st}")  # fmt: skip
+    if st_best:
+        print(f"best ST variant: {st_best[1]} ({st_best[0]:.2f} passages/s)")
 
     if quality:
         qrels = load_qrels(DATA / "qrels" / "dev.tsv")

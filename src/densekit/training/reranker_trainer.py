@@ -129,7 +129,7 @@ class RerankerTrainer(Trainer):
         """HF's optimizer; with ``head_learning_rate`` the head's parameters move to groups of
         their own at that peak rate (same weight decay, same schedule). A head initialised at
         random on a pretrained body barely moves at the body's rate: from a retriever the
-        listwise loss stays at chance for dozens of steps (docs/benchmarks.md §22)."""
+        listwise loss stays at chance for dozens of steps (docs/benchmarks.md §19, §23)."""
         fresh = self.optimizer is None
         optimizer = super().create_optimizer(model)
         if not fresh or self.head_learning_rate is None:
