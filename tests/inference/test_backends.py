@@ -222,6 +222,39 @@ def test_onnx_int8_weight_bits_follow_the_cpu_and_an_export_for_the_other_class_
     assert "7 bits" in json.loads((folder / "meta.json").read_text())["int8_scheme"]
 
 
+def test_openvino_int8_float_ops_follow_the_precision_fp32_exports_stay_f32(tiny_eos, monkeypatch):
+    """bf16 for the float ops of an NNCF int8 graph only where precision ``auto`` is bf16 (a CPU
+    with native bf16; DENSEKIT_PRECISION=fp32 overrides); an fp32 export is always f32. The
+    graphs are real exports: the int8 one holds FakeQuantize ops, the fp32 one none."""
+    import openvino as ov
+
+    from densekit import precision
+    from densekit.inference.backends.openvino_backend import float_precision
+
+    tokenizer = load_tokenizer(tiny_eos)
+    encoder = DenseEncoder.from_pretrained(tiny_eos).eval()
+    folders = {
+        quantize: ensure_export(
+            encoder, tokenizer, tiny_eos, ExportSpec("openvino", quantize), None, _scifact(0, 8)
+        )[0]
+        for quantize in (None, "int8")
+    }
+    core = ov.Core()
+    models = {q: core.read_model(str(folder / "model.xml")) for q, folder in folders.items()}
+    kinds = {q: {op.get_type_name() for op in m.get_ops()} for q, m in models.items()}
+    assert "FakeQuantize" in kinds["int8"] and "FakeQuantize" not in kinds[None]
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu": (True, "test"))
+    monkeypatch.setenv("DENSEKIT_PRECISION", "auto")
+    assert float_precision(models["int8"]) == "bf16"
+    assert float_precision(models[None]) == "f32"
+    monkeypatch.setenv("DENSEKIT_PRECISION", "fp32")
+    assert float_precision(models["int8"]) == "f32"
+    monkeypatch.setenv("DENSEKIT_PRECISION", "auto")
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu": (False, "test"))
+    assert float_precision(models["int8"]) == "f32"
+
+
 def test_foreign_folder_at_the_export_path_is_refused(tiny_eos):
     foreign = Path(tiny_eos) / EXPORT_ROOT / "onnx-fp32"
     foreign.mkdir(parents=True)
