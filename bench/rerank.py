@@ -22,7 +22,7 @@ Variants (batch ``--batch_size``, ``--threads`` threads everywhere):
                 ``--calibration`` pairs of the *training* queries' BM25 run)
   st-torch      sentence_transformers.CrossEncoder(folder).predict, fp32
   st-onnx       CrossEncoder(folder, backend="onnx")     } only where optimum is installed; in
-  st-ov         CrossEncoder(folder, backend="openvino") } densekit's .venv it is not (see below)
+  st-ov         CrossEncoder(folder, backend="openvino") } densekit's .venv it is not (see end)
 
 Throughput: every variant scores all pairs ``--rounds`` times, rounds alternating the variants
 (order rotated each round), median seconds per round. Quality: each variant's scores of the
@@ -30,6 +30,13 @@ first round rerank the BM25 lists; nDCG@10 against qrels/dev.tsv, delta to dk-to
 
     .venv/bin/python bench/rerank.py --output /tmp/rerank.json
     .venv/bin/python bench/rerank.py --quick      # 8 queries x 10 pairs, 1 round
+
+With ST's ONNX and OpenVINO backends too (optimum pins transformers < 4.58, which densekit's
+floor allows): run the whole bench in ``.venv-st`` with densekit installed there
+(docs/benchmarks.md §26):
+
+    bash bench/setup_st_backends.sh && .venv-st/bin/python -m pip install -e ".[onnx,openvino]"
+    .venv-st/bin/python bench/rerank.py --queries 50 --rounds 2
 """
 
 from __future__ import annotations
