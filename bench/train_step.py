@@ -8,7 +8,9 @@ process, alternating round by round:
   plain      AutoModel forward of queries and passages, mean pooling, L2 normalize, InfoNCE
              (scores / 0.05, cross-entropy with targets arange * group), backward,
              torch.optim.AdamW step, zero_grad — on the very tensors densekit gets.
-  densekit   a real RetrievalTrainer (fp32): trainer.training_step(model, inputs)
+  densekit   the encoder `densekit train` builds (build_encoder: its CPU dropout masks drawn
+             fast, densekit.modeling.cpu_dropout) in a real RetrievalTrainer (fp32):
+             trainer.training_step(model, inputs)
              + trainer.optimizer.step() + zero_grad; model and optimizer prepared by the
              trainer's accelerator as Trainer.train() does.
   dk-bf16    the same with RetrievalTrainingArguments(bf16=True): accelerate wraps the
@@ -46,7 +48,8 @@ from _common import (
 from densekit.arguments import RetrievalTrainingArguments
 from densekit.data.collator import tokenize
 from densekit.data.qrels import load_qrels
-from densekit.modeling.encoder import DenseEncoder, load_tokenizer
+from densekit.modeling.encoder import load_tokenizer
+from densekit.modeling.factory import build_encoder
 from densekit.training.trainer import RetrievalTrainer
 
 warnings.filterwarnings("ignore")
@@ -136,7 +139,7 @@ def main() -> None:
 
     # ---------------------------------------------------------------- densekit trainers
     def make_trainer(bf16: bool):
-        encoder = DenseEncoder.from_pretrained(path, temperature=args.temperature, **lengths)
+        encoder = build_encoder(path, temperature=args.temperature, **lengths)
         targs = RetrievalTrainingArguments(
             output_dir=tmp,
             overwrite_output_dir=True,

@@ -86,7 +86,8 @@ def test_recipe_command_on_a_folder(beir_folder, tiny_model, tmp_path, capsys):
             "--passage_max_len", "32", "--mine_from", "0"]  # fmt: skip
     assert cli(argv) == 0
     assert "| fine-tuned |" in capsys.readouterr().out
-    assert cli(["recipe", "--data_dir", str(tmp_path / "none")]) == 2
+    missing = ["recipe", "--data_dir", str(tmp_path / "none"), "--output_dir", str(tmp_path / "n")]
+    assert cli(missing) == 2
     assert "is missing" in capsys.readouterr().err
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from densekit.errors import ConfigError
+from densekit.modeling import cpu_dropout
 from densekit.modeling.encoder import DenseEncoder
 from densekit.modeling.finetune import apply_bitfit, wrap_lora
 from densekit.modeling.losses import loss_from_args
@@ -42,8 +43,9 @@ def build_encoder(
     lora: dict[str, Any] | None = None,
     **settings: Any,
 ) -> DenseEncoder:
-    """The encoder to train. ``settings`` are ``EncoderConfig`` fields (``None`` = the folder's);
-    ``lora`` holds ``r``, ``alpha``, ``dropout``, ``target_modules`` and ``adapter_path``."""
+    """The encoder to train, its CPU dropout drawn fast (:mod:`densekit.modeling.cpu_dropout`).
+    ``settings`` are ``EncoderConfig`` fields (``None`` = the folder's); ``lora`` holds ``r``,
+    ``alpha``, ``dropout``, ``target_modules`` and ``adapter_path``."""
     encoder = encoder_class.from_pretrained(
         model_name_or_path,
         cache_dir=cache_dir,
@@ -55,7 +57,7 @@ def build_encoder(
         apply_bitfit(encoder)
     elif fine_tune_type == "lora":
         _apply_lora(encoder, lora or {}, load_in_4bit)
-    return encoder
+    return cpu_dropout.install(encoder)
 
 
 def _apply_lora(encoder: DenseEncoder, lora: dict[str, Any], load_in_4bit: bool) -> None:

@@ -35,6 +35,7 @@ from densekit.data.readers import load_corpus, load_train
 from densekit.data.train_dataset import Corpus, TrainDataset
 from densekit.errors import ConfigError, DataError
 from densekit.evaluation.metrics import parse_metrics
+from densekit.modeling import cpu_dropout
 from densekit.modeling.reranker import (
     CONFIG_NAME,
     FINE_TUNE_TYPES,
@@ -330,7 +331,8 @@ def check_run(run: RerankerRun, evaluating: bool | None = None) -> TrainingArgum
 
 
 def build_model(run: RerankerRun) -> CrossEncoderReranker:
-    """The reranker from the backbone, with the parameters that train chosen."""
+    """The reranker from the backbone, with the parameters that train chosen and its CPU dropout
+    drawn fast (:mod:`densekit.modeling.cpu_dropout`)."""
     activation = run.activation or ("sigmoid" if run.loss in ("bce", "pointwise") else "identity")
     settings = RerankerConfig(
         max_len=run.max_len,
@@ -343,7 +345,7 @@ def build_model(run: RerankerRun) -> CrossEncoderReranker:
         model.apply_lora(run.lora_r, run.lora_alpha, run.lora_dropout, run.lora_target_modules)
     elif run.fine_tune_type == "bitfit":
         model.apply_bitfit()
-    return model
+    return cpu_dropout.install(model)
 
 
 def corpus_documents(corpus: Corpus) -> Callable[[str], tuple[str, str]]:
