@@ -319,3 +319,14 @@ def test_recipe_keeps_the_zero_shot_model_when_no_evaluation_beats_it(
 @pytest.mark.parametrize(("best", "want"), [(None, True), (0.5, True), (0.4, False), (0.3, False)])
 def test_beats_zero_shot_is_strict(best, want):
     assert pipeline.beats_zero_shot({"best": best}, 0.4) is want
+
+
+@pytest.mark.parametrize(("train_seed", "want"), [(None, 2026), (7, 7)])
+def test_train_seed_seeds_fine_tuning_alone(monkeypatch, tmp_path, train_seed, want):
+    """--train_seed reaches the trainer; the dev split and mining keep --seed."""
+    seen = {}
+    monkeypatch.setattr(pipeline, "train", lambda m, d, t, e: seen.setdefault("seed", t.seed))
+    monkeypatch.setattr(pipeline, "kept_checkpoint", lambda trainer: {})
+    config = RecipeConfig(output_dir=str(tmp_path), train_seed=train_seed)
+    pipeline.fine_tune(config, "base", tmp_path / "train.jsonl", tmp_path / "model")
+    assert seen["seed"] == want and config.seed == 2026

@@ -29,6 +29,7 @@ class RecipeConfig:
     model: str | None = None
     dev_size: int = 200
     seed: int = 2026
+    train_seed: int | None = None  # fine-tuning alone (none: seed): repeats on the same dev split
     epochs: float = 2.0
     batch_size: int = 32
     group_size: int = 2
@@ -119,7 +120,9 @@ HELP = {
     "output_dir": "where runs, models and results.json go",
     "model": "model to start from (none: the bundled all-MiniLM-L6-v2)",
     "dev_size": "training queries held out as the dev split",
-    "seed": "seed of the dev split, sampling and training",
+    "seed": "seed of the dev split, mining and (unless --train_seed) fine-tuning",
+    "train_seed": "seed of fine-tuning alone (batch order, negatives sampled, dropout): repeat "
+    "the training on the same dev split and mined file to see its spread (none: --seed)",
     "epochs": "fine-tuning epochs",
     "batch_size": "queries per optimizer step",
     "group_size": "passages per query: 1 positive + n-1 mined negatives",

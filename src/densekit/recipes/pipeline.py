@@ -166,7 +166,7 @@ def fine_tune(
         load_best_model_at_end=evaluating,
         metric_for_best_model=METRICS[0],
         greater_is_better=True,
-        seed=config.seed,
+        seed=config.seed if config.train_seed is None else config.train_seed,
         precision=config.precision,
         grad_cache=config.grad_cache,
         mask_false_negatives=config.mask_false_negatives,
