@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 from pathlib import Path
 
 import datasets
@@ -316,3 +317,52 @@ def test_damaged_cached_export_is_exported_again(tiny_eos):
     _assert_close(
         _encode(exported, tokenizer, texts, False), _one_by_one(encoder, tokenizer, texts, False)
     )
+
+
+class _FakeCompiled:
+    """An OpenVINO compiled model's surface: requests that double ``input_ids`` (and record
+    the rows each one got), ``streams`` optimal requests."""
+
+    def __init__(self, streams: int) -> None:
+        self.streams, self.calls = streams, []
+
+    def get_property(self, name: str) -> int:
+        assert name == "OPTIMAL_NUMBER_OF_INFER_REQUESTS"
+        return self.streams
+
+    def output(self, index: int) -> str:
+        return "out"
+
+    def create_infer_request(self):
+        compiled = self
+
+        class Request:
+            def infer(self, feeds):
+                compiled.calls.append(len(feeds["input_ids"]))
+                return {"out": feeds["input_ids"] * 2}
+
+            def start_async(self, feeds):
+                self.result = self.infer(feeds)["out"]
+
+            def wait(self):
+                pass
+
+            def get_tensor(self, output):
+                return types.SimpleNamespace(data=self.result)
+
+        return Request()
+
+
+@pytest.mark.parametrize(("rows", "latency_calls", "parallel_calls"), [
+    (1, [1], []), (2, [], [1, 1]), (7, [], [2, 3, 2]), (64, [], [21, 22, 21]),
+])  # fmt: skip
+def test_openvino_runner_splits_batches_across_streams_in_order(
+    rows, latency_calls, parallel_calls
+):
+    from densekit.inference.backends.openvino_backend import _runner
+
+    latency, parallel = _FakeCompiled(1), _FakeCompiled(3)
+    ids = np.arange(rows * 4).reshape(rows, 4)
+    out = _runner(latency, parallel)({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    np.testing.assert_array_equal(out, ids * 2)
+    assert latency.calls == latency_calls and parallel.calls == parallel_calls

@@ -13,6 +13,7 @@ from transformers import BertConfig, BertModel
 
 from densekit.modeling import cpu_dropout
 from densekit.modeling.factory import build_encoder
+from densekit.training.reranker_trainer import RerankerRun, build_model
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -161,8 +162,11 @@ def test_installed_bert_equals_eager_bert_given_the_same_masks(monkeypatch):
     assert rel(a * mask[..., None], b * mask[..., None]) < 1e-5
 
 
-def test_the_encoder_to_train_draws_fast_cpu_dropout(tiny_model):
+def test_the_models_to_train_draw_fast_cpu_dropout(tiny_model, tmp_path):
     encoder = build_encoder(tiny_model)
-    assert encoder.query_model.config._attn_implementation == cpu_dropout.ATTENTION
-    dropouts = [m for m in encoder.modules() if isinstance(m, nn.Dropout)]
-    assert dropouts and all(type(m) is cpu_dropout.Dropout for m in dropouts)
+    run = RerankerRun(model_name_or_path=tiny_model, dataset_path="-", output_dir=str(tmp_path))
+    reranker = build_model(run)
+    for model, backbone in ((encoder, encoder.query_model), (reranker, reranker.model)):
+        assert backbone.config._attn_implementation == cpu_dropout.ATTENTION
+        dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+        assert dropouts and all(type(m) is cpu_dropout.Dropout for m in dropouts)

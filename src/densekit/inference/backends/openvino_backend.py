@@ -83,20 +83,24 @@ def export(
 
 
 def load(folder: Path, names: list[str], threads: int | None) -> dict[str, Tower]:
-    """One compiled CPU model per tower, tuned for the latency of one batch at a time.
-
-    ``encode`` sends one batch at a time, so the LATENCY hint (one stream using every core)
-    is the right one; THROUGHPUT would split the cores into streams that sit idle.
+    """Per tower, one model compiled for one request at a time (LATENCY: one stream on every
+    core) and one for parallel requests (THROUGHPUT: OpenVINO's streams, a thread or a few
+    each); :func:`_runner` sends a batch of several rows to the second, split across its
+    streams. On 2 cores that encoded 1.09x the passages per second of one LATENCY request
+    per batch (docs/benchmarks.md §29): small ops (LayerNorm, softmax, GELU) scale badly over
+    threads, and two streams keep both cores in large matmuls.
     """
     ov = require("openvino", "openvino")
     core = ov.Core()
     towers = {}
     for name in names:
         model = core.read_model(str(folder / f"{name}.xml"))
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": float_precision(model)}
+        config = {"INFERENCE_PRECISION_HINT": float_precision(model)}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        towers[name] = _runner(core.compile_model(model, "CPU", config))
+        latency = core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"})
+        parallel = core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT"})
+        towers[name] = _runner(latency, parallel)
     return towers
 
 
@@ -109,11 +113,26 @@ def float_precision(model) -> str:
     return "bf16" if quantized and precision.resolve("auto") == "bf16" else "f32"
 
 
-def _runner(compiled) -> Tower:
-    request = compiled.create_infer_request()
-    output = compiled.output(0)
+def _runner(latency, parallel) -> Tower:
+    """One batch: a single row through ``latency``; more rows split into as many contiguous
+    parts as ``parallel`` has streams (at most one per row), run at once, joined in order."""
+    single = latency.create_infer_request()
+    streams = max(1, int(parallel.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    requests = [parallel.create_infer_request() for _ in range(streams)]
+    output, parallel_output = latency.output(0), parallel.output(0)
 
     def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return request.infer(feeds)[output]
+        rows = len(next(iter(feeds.values())))
+        parts = min(streams, rows)
+        if parts < 2:
+            return single.infer(feeds)[output]
+        bounds = np.linspace(0, rows, parts + 1).round().astype(int)
+        for request, start, stop in zip(requests, bounds[:-1], bounds[1:], strict=False):
+            request.start_async({k: v[start:stop] for k, v in feeds.items()})
+        pieces = []
+        for request in requests[:parts]:
+            request.wait()
+            pieces.append(request.get_tensor(parallel_output).data.copy())
+        return np.concatenate(pieces)
 
     return run
