@@ -39,20 +39,43 @@ def drop_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
 
 
 class _MaskedScale(torch.autograd.Function):
-    """``x`` with the masked elements zeroed, times ``scale``; the same in the backward."""
+    """``x`` with the masked elements zeroed, times ``scale``; the same in the backward.
+
+    ``own_grad``: the incoming gradient is a fresh tensor no other node reads (true of a
+    matmul's input gradient), so it is masked in place instead of copied: at attention size
+    every new tensor costs its page faults."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, drop: torch.Tensor, scale: float) -> torch.Tensor:
+    def forward(
+        ctx, x: torch.Tensor, drop: torch.Tensor, scale: float, own_grad: bool = False
+    ) -> torch.Tensor:
         ctx.save_for_backward(drop)
-        ctx.scale = scale
+        ctx.scale, ctx.own_grad = scale, own_grad
         out = x.masked_fill(drop, 0)
         return out.mul_(scale) if scale != 1.0 else out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (drop,) = ctx.saved_tensors
-        out = grad.masked_fill(drop, 0)
-        return (out.mul_(ctx.scale) if ctx.scale != 1.0 else out), None, None
+        out = grad.masked_fill_(drop, 0) if ctx.own_grad else grad.masked_fill(drop, 0)
+        return (out.mul_(ctx.scale) if ctx.scale != 1.0 else out), None, None, None
+
+
+class _KeyMask(torch.autograd.Function):
+    """Scores of masked keys set to the dtype's minimum, in place; the gradient passes through.
+
+    Softmax gives those keys probability exactly 0, so its backward already gives them gradient
+    exactly 0 and masking it again (a copy at attention size) changes nothing. Every query row
+    keeps at least one key (padding masks keys only)."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        ctx.mark_dirty(scores)
+        return scores.masked_fill_(masked, torch.finfo(scores.dtype).min)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -106,12 +129,12 @@ def attention(
     scores = torch.matmul(query * scaling, key.transpose(-1, -2))
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
-            scores.masked_fill_(~attention_mask, torch.finfo(scores.dtype).min)
+            scores = _KeyMask.apply(scores, ~attention_mask)
         else:
             scores = scores + attention_mask
     with torch.autocast("cpu", enabled=False):  # the kernel accumulates in fp32 for bf16 too
         probs = torch.softmax(scores, dim=-1)
-    probs = _MaskedScale.apply(probs, drop_mask(probs.shape, dropout), 1.0)
+    probs = _MaskedScale.apply(probs, drop_mask(probs.shape, dropout), 1.0, True)
     out = torch.matmul(probs, value) * (1.0 / (1.0 - dropout))
     return out.transpose(1, 2).contiguous(), None
 
