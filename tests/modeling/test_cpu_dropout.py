@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel
+from transformers import BertModel
 
 from densekit.modeling import cpu_dropout
 from densekit.modeling.factory import build_encoder
@@ -93,21 +93,6 @@ def test_attention_outside_training_is_sdpa():
         assert rel(out, ref) < 1e-6
 
 
-def _tiny_bert() -> BertModel:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=40,
-        max_position_embeddings=32,
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
-    )
-    return BertModel(config, add_pooling_layer=False)
-
-
 def _loss_and_grads(model: BertModel, ids, mask, weights, seed: int):
     model.train()
     model.zero_grad()
@@ -118,10 +103,11 @@ def _loss_and_grads(model: BertModel, ids, mask, weights, seed: int):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def test_installed_bert_equals_eager_bert_given_the_same_masks(monkeypatch):
+def test_installed_bert_equals_eager_bert_given_the_same_masks(tiny_model, monkeypatch):
     """transformers' eager BERT, its every dropout drawing :func:`drop_mask` in call order, is the
     oracle: same loss and gradients in training mode, same outputs in eval mode."""
-    reference = _tiny_bert()
+    reference = BertModel.from_pretrained(tiny_model, add_pooling_layer=False)  # dropout 0.1, 0.1
+    assert reference.config.attention_probs_dropout_prob > 0 < reference.config.hidden_dropout_prob
     reference.set_attn_implementation("eager")
     fast = copy.deepcopy(reference)
     fast.set_attn_implementation("sdpa")
