@@ -206,6 +206,13 @@ class DataArguments:
             "(query, judged positive) pair"
         },
     )
+    positive_sampling: str = field(
+        default="grade",
+        metadata={
+            "help": "grade: with --train_positives one, a positive is drawn in proportion to its "
+            "graded label (pos_grades) where the data grades them; uniform: every positive alike"
+        },
+    )
     passage_selection_strategy: str | None = field(
         default=None, metadata={"help": "MultiLevelDataset: most_relevant | random (Trove)"}
     )
@@ -225,6 +232,10 @@ class DataArguments:
             raise ConfigError("--pad_to_multiple_of must be 0 (off) or positive")
         if self.train_positives not in ("one", "all"):
             raise ConfigError(f"--train_positives {self.train_positives!r}: expected one or all")
+        if self.positive_sampling not in ("grade", "uniform"):
+            raise ConfigError(
+                f"--positive_sampling {self.positive_sampling!r}: expected grade or uniform"
+            )
         if self.padding_side not in (None, "left", "right"):
             raise ConfigError(f"--padding_side {self.padding_side!r}: expected left or right")
 

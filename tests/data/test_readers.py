@@ -197,6 +197,11 @@ def _lines_with(bad_line: str) -> str:
             "neg_scores has 1",
         ),
         (json.dumps({"query": "q", "pos": ["p"], "pos_scores": ["high"]}), "list of numbers"),
+        (json.dumps({"query": "q", "pos": ["p", "r"], "pos_grades": [2]}), "pos_grades has 1"),
+        (
+            json.dumps({"query": "q", "pos": ["p"], "pos_grades": [0]}),
+            "pos_grades must be positive",
+        ),
         (json.dumps({**_GOOD, "query_id": "q1"}), "duplicate query_id 'q1'"),
         (json.dumps({"query": "q", "pos": ["p"], "prompt": 5}), "prompt must be a string"),
         (

@@ -223,3 +223,32 @@ def test_passage_ids_name_passages_and_every_positive(tmp_path, write_jsonl):
     by_text = passage_id({"docid": None, "title": "t", "text": "x"})
     assert by_text == passage_id({"title": "t", "text": "x"}) != passage_id({"text": "x"})
     assert 0 <= by_text < 2**63
+
+
+def test_graded_positives_are_drawn_in_proportion_to_their_grade(tmp_path, write_jsonl):
+    """``pos_grades`` [1, 3]: the grade-3 positive is drawn 3/4 of the time (a binomial
+    frequency within 6 sigma over 2,000 epochs); ``uniform`` and a row without grades: 1/2."""
+    rows = [
+        {"query": "graded", "pos": ["low", "high"], "neg": ["n"], "pos_grades": [1, 3]},
+        {"query": "binary", "pos": ["one", "two"], "neg": ["n"]},
+    ]
+    records = load_train(write_jsonl(tmp_path / "t.jsonl", rows))
+    draws = 2000
+
+    def share(dataset, row, passage):
+        hits = 0
+        for epoch in range(draws):
+            dataset.set_epoch(epoch)
+            hits += dataset[row]["passages"][0] == passage
+        return hits / draws
+
+    def within(observed, p):
+        return abs(observed - p) <= 6 * (p * (1 - p) / draws) ** 0.5
+
+    graded = TrainDataset(records, group_size=2)
+    assert within(share(graded, 0, "high"), 0.75)
+    assert within(share(graded, 1, "two"), 0.5)
+    uniform = TrainDataset(records, group_size=2, positive_sampling="uniform")
+    assert within(share(uniform, 0, "high"), 0.5)
+    with pytest.raises(Exception, match="grade or uniform"):
+        TrainDataset(records, group_size=2, positive_sampling="best")

@@ -163,3 +163,18 @@ def test_window_moves_down_by_the_count_of_judged_positives() -> None:
     assert shifted["one"] == ["d2", "d3", "d4"]  # 1 positive < range_min: ranks 2, 3, 4
     plain, _ = mine_negatives(run, qrels, **kwargs)
     assert plain["many"] == ["d2", "d3", "d4"]
+
+
+def test_cli_writes_grades_only_for_queries_with_graded_positives(tmp_path: Path) -> None:
+    """Graded qrels: a query whose positives differ in grade gets ``pos_grades`` in the order of
+    its positives (read back by the loader); one with equal grades gets none."""
+    argv = _write(tmp_path, ALL_DOCS, ["q1", "q2", "q3", "q4"])
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("q1\tp1\t1\nq1\ta\t3\nq1\tz\t0\nq2\tp2\t2\nq2\tx\t2\n")
+    assert main([*argv, "--negative_number", "2", "--range_max", "7", "--perc_pos", "0"]) == 0
+    rows = {row["query_id"]: row for row in load_train(tmp_path / "train.jsonl")}
+    assert [p["docid"] for p in rows["q1"]["pos"]] == ["a", "p1"]
+    assert rows["q1"]["pos_grades"] == [3.0, 1.0]
+    assert rows["q2"]["pos_grades"] == []
+    lines = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert [("pos_grades" in line) for line in lines] == [True, False]

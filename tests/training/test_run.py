@@ -44,3 +44,21 @@ def test_matryoshka_dims_without_weights_wrap_the_chosen_loss(tiny_model):
     loss = build_loss(model_args, encoder)
     assert isinstance(loss, MatryoshkaLoss) and isinstance(loss.base, InfoNCELoss)
     assert loss.dims == [8, 16] and loss.weights == [1.0, 1.0] and loss.base.margin == 0.2
+
+
+@pytest.mark.parametrize("sampling", ["grade", "uniform"])
+def test_positive_sampling_flag_reaches_the_dataset(tmp_path, write_jsonl, sampling):
+    """``--positive_sampling`` decides how the dataset draws graded positives."""
+    from types import SimpleNamespace
+
+    from densekit.data.formatting import TextFormat
+    from densekit.training.run import build_dataset
+
+    rows = [{"query": "q", "pos": ["a", "b"], "neg": ["n"], "pos_grades": [1, 2]}]
+    data_args = DataArguments(
+        dataset_path=str(write_jsonl(tmp_path / "t.jsonl", rows)), positive_sampling=sampling
+    )
+    dataset = build_dataset(data_args, SimpleNamespace(settings=TextFormat()), seed=1)
+    assert dataset.graded is (sampling == "grade")
+    with pytest.raises(ConfigError, match="grade or uniform"):
+        DataArguments(dataset_path="x", positive_sampling="top")

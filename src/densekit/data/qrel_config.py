@@ -230,6 +230,7 @@ class BinaryDataset(TrainDataset):
                     "neg": _id_passages(neg),
                     "pos_scores": [],
                     "neg_scores": [],
+                    "pos_grades": [],
                 }
             )
         if not rows:

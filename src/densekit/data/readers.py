@@ -7,8 +7,10 @@ so a corpus of millions of passages never has to fit in Python objects. Problems
 Canonical schemas:
   corpus   docid, title, text
   queries  query_id, text
-  train    query_id, query, prompt, pos[{docid,title,text}], neg[...], pos_scores, neg_scores
-           (a passage given only by id has ``text=None`` and is resolved against a corpus)
+  train    query_id, query, prompt, pos[{docid,title,text}], neg[...], pos_scores, neg_scores,
+           pos_grades (a passage given only by id has ``text=None`` and is resolved against a
+           corpus; ``pos_grades`` are the positives' graded relevance labels, empty when the
+           file gives none: judgments, unlike the teacher's ``pos_scores``)
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ TRAIN_FEATURES = datasets.Features(
         "neg": [PASSAGE_FEATURES],
         "pos_scores": [datasets.Value("float32")],
         "neg_scores": [datasets.Value("float32")],
+        "pos_grades": [datasets.Value("float32")],
     }
 )
 
@@ -247,6 +250,16 @@ def _scores(row: dict[str, Any], field: str, expected: int, path: Path, line: in
     return [float(v) for v in value]
 
 
+def _grades(row: dict[str, Any], expected: int, path: Path, line: int) -> list[float]:
+    """Graded relevance of the positives (qrels labels): positive numbers, one per positive."""
+    grades = _scores(row, "pos_grades", expected, path, line)
+    if any(grade <= 0 for grade in grades):
+        raise DataError(
+            str(path), "pos_grades must be positive (a positive's relevance label)", line
+        )
+    return grades
+
+
 def refuse_pretokenized(row: dict[str, Any], path: Path, line: int) -> None:
     """Tevatron v1's pre-tokenised records hold token ids: they need the model's tokenizer to
     become text, which ``densekit convert`` does once (readers never tokenize)."""
@@ -295,6 +308,7 @@ def parse_train_row(row: dict[str, Any], path: Path, line: int) -> dict[str, Any
         "neg": neg,
         "pos_scores": _scores(row, "pos_scores", len(pos), path, line),
         "neg_scores": _scores(row, "neg_scores", len(neg), path, line),
+        "pos_grades": _grades(row, len(pos), path, line),
     }
 
 

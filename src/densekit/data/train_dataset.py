@@ -7,6 +7,10 @@ sampled per query per epoch. Rows with too few negatives are repaired by samplin
 replacement; rows with none get random corpus passages (or other queries' positives without a
 corpus). Records stay in Arrow; only the sampled passages become Python strings.
 
+Where a record grades its positives (``pos_grades``, written by ``densekit mine`` from graded
+qrels), ``positives="one"`` draws a positive with probability proportional to its grade, the
+gain nDCG gives it (``positive_sampling="uniform"`` ignores grades); binary data is unchanged.
+
 Each item also carries stable ids of its passages and of all its query's positives, so the
 trainer can keep a passage that is judged relevant to a query from counting as that query's
 in-batch negative (:func:`passage_id`).
@@ -30,6 +34,7 @@ from densekit.errors import DataError
 logger = logging.getLogger(__name__)
 
 POSITIVES = ("one", "all")
+POSITIVE_SAMPLING = ("grade", "uniform")
 
 
 def passage_id(passage: dict[str, Any]) -> int:
@@ -72,7 +77,9 @@ class TrainDataset(Dataset):
     passages given only by id. ``scores`` holds teacher scores when every row has them.
     ``text_format`` (the encoder's config, normally) turns queries and passages into text.
     ``positives``: ``"one"`` positive sampled per query per epoch (Tevatron's way), or ``"all"``:
-    one item per (query, positive) pair.
+    one item per (query, positive) pair. ``positive_sampling``: with ``"one"``, ``"grade"`` draws
+    a record's positive in proportion to its ``pos_grades`` where it has them, ``"uniform"``
+    draws every positive alike.
     """
 
     def __init__(
@@ -83,9 +90,15 @@ class TrainDataset(Dataset):
         text_format: TextFormat | None = None,
         seed: int = 42,
         positives: str = "one",
+        positive_sampling: str = "grade",
     ) -> None:
         if positives not in POSITIVES:
             raise DataError("training data", f"positives={positives!r}: use one or all")
+        if positive_sampling not in POSITIVE_SAMPLING:
+            raise DataError(
+                "training data", f"positive_sampling={positive_sampling!r}: use grade or uniform"
+            )
+        self.graded = positive_sampling == "grade"
         self.records = records
         self.group_size = group_size
         self.corpus = corpus
@@ -188,11 +201,18 @@ class TrainDataset(Dataset):
                 out.append(rng.choice(self.records[other]["pos"]))
         return out
 
+    def _pick_positive(self, rng: random.Random, row: dict[str, Any]) -> int:
+        count = len(row["pos"])
+        grades = row.get("pos_grades")
+        if self.graded and grades:
+            return rng.choices(range(count), weights=grades)[0]
+        return rng.randrange(count)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         rng = random.Random(hash((self.seed, self.epoch, index)))
         if self.pairs is None:
             row = self.records[index]
-            pos_index = rng.randrange(len(row["pos"]))
+            pos_index = self._pick_positive(rng, row)
         else:
             record, pos_index = (int(v) for v in self.pairs[index])
             row = self.records[record]

@@ -45,6 +45,7 @@ class RecipeConfig:
     mine_to: int = 50
     mine_shift: bool = True  # a query with k judged positives is mined from rank max(from, k)
     train_positives: str = "one"  # dev: one 0.7539, all 0.7268 (SciFact, docs/benchmarks.md §19)
+    positive_sampling: str = "grade"  # a no-op on binary qrels (SciFact): every grade is 1
     mask_false_negatives: bool = True
     depth: int = 100
     precision: str = "auto"
@@ -82,6 +83,8 @@ class RecipeConfig:
             raise ConfigError(f"--mine_source {self.mine_source}: use {', '.join(MINE_SOURCES)}")
         if self.train_positives not in ("one", "all"):
             raise ConfigError(f"--train_positives {self.train_positives}: use one or all")
+        if self.positive_sampling not in ("grade", "uniform"):
+            raise ConfigError(f"--positive_sampling {self.positive_sampling}: use grade or uniform")
         if self.eval_strategy == "steps" and self.eval_steps < 1:
             raise ConfigError("--eval_strategy steps needs --eval_steps N (N >= 1)")
         if self.rerank:
@@ -141,6 +144,9 @@ HELP = {
     "train_positives": "one: a positive sampled per query per epoch; all: one training example "
     "per (query, judged positive) pair, so epochs grow with the judged positives (for data "
     "with many per query; lower on SciFact's dev)",
+    "positive_sampling": "grade: where the qrels grade a query's positives, its positive each "
+    "epoch is drawn in proportion to the grade (the gain nDCG counts), so the most relevant are "
+    "trained on most; uniform: every judged positive alike (the same on binary qrels)",
     "mask_false_negatives": "leave a query's judged positives out of its in-batch negatives "
     "(true/false)",
     "depth": "search depth of every run",

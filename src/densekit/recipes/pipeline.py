@@ -148,6 +148,7 @@ def fine_tune(
         query_max_len=config.query_max_len,
         passage_max_len=config.passage_max_len,
         train_positives=config.train_positives,
+        positive_sampling=config.positive_sampling,
     )
     training_args = RetrievalTrainingArguments(
         output_dir=str(model_dir),

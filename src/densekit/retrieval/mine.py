@@ -138,7 +138,9 @@ def write_training_file(
     fmt: str = "tevatron",
 ) -> None:
     """Write mined negatives as Tevatron-v1 jsonl, or FlagEmbedding's ``{query, pos, neg}``
-    (passages as ``title text`` strings) with ``fmt="flagembedding"``.
+    (passages as ``title text`` strings) with ``fmt="flagembedding"``. A query whose positives
+    have different qrels grades also gets ``pos_grades`` (densekit's field; other tools ignore
+    it), so training can draw its most relevant positives most often.
 
     ``sources`` names the qrels, run, corpus and queries files in error messages.
     """
@@ -183,6 +185,9 @@ def write_training_file(
                         "pos": [_flat(p) for p in record["positive_passages"]],
                         "neg": [_flat(p) for p in record["negative_passages"]],
                     }
+                grades = [qrels[qid][d] for d in positives[qid]]
+                if len(set(grades)) > 1:  # binary judgments: nothing to weigh
+                    record["pos_grades"] = grades
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 

@@ -74,6 +74,7 @@ def build_dataset(
         text_format=encoder.settings,
         seed=seed,
         positives=data_args.train_positives,
+        positive_sampling=data_args.positive_sampling,
     )
 
 
