@@ -11,7 +11,7 @@ from conftest import TOPICS
 from densekit.data.runs import read_run
 from densekit.evaluation.metrics import evaluate
 from densekit.modeling.encoder import DenseEncoder
-from densekit.recipes import pipeline
+from densekit.recipes import fine_tuning, model_index, pipeline
 from densekit.recipes.config import RecipeConfig
 from densekit.recipes.data import load_data
 from densekit.search import load_searcher
@@ -27,8 +27,10 @@ def _config(folder, out, tiny_model, **extra):
 
 def test_recipe_with_dev_and_test(beir_folder, tiny_model, tmp_path, monkeypatch):
     events = []
-    real_train, real_load = pipeline.train, pipeline.load_qrels
-    monkeypatch.setattr(pipeline, "train", lambda *a: [real_train(*a), events.append("trained")][0])
+    real_train, real_load = fine_tuning.train, pipeline.load_qrels
+    monkeypatch.setattr(
+        fine_tuning, "train", lambda *a: [real_train(*a), events.append("trained")][0]
+    )
     monkeypatch.setattr(
         pipeline,
         "load_qrels",
@@ -157,7 +159,7 @@ def test_recipe_mines_hybrid_negatives_with_the_symmetric_loss(
     beir_folder, tiny_model, tmp_path, monkeypatch
 ):
     seen = {}
-    real_train, real_mine = pipeline.train, pipeline.mine
+    real_train, real_mine = fine_tuning.train, pipeline.mine
 
     def spy_train(model_args, *rest):
         seen["symmetric"] = model_args.symmetric_loss
@@ -167,7 +169,7 @@ def test_recipe_mines_hybrid_negatives_with_the_symmetric_loss(
         seen["run"] = run
         return real_mine(config, data, run, out)
 
-    monkeypatch.setattr(pipeline, "train", spy_train)
+    monkeypatch.setattr(fine_tuning, "train", spy_train)
     monkeypatch.setattr(pipeline, "mine", spy_mine)
     out = tmp_path / "out"
     config = _config(
@@ -279,11 +281,11 @@ def test_killed_recipe_resumes_from_its_last_stage_to_the_same_results(
 def test_each_model_encodes_the_corpus_once(beir_folder, tiny_model, tmp_path, monkeypatch):
     """With a test split, the zero-shot and fine-tuned corpora are encoded once each and their
     indexes searched for dev, train and test queries alike (and for the searcher folder)."""
-    real, folder = pipeline.index_corpus, beir_folder()
+    real, folder = model_index.index_corpus, beir_folder()
     for kept_tuned, encodes in ((True, 2), (False, 1)):  # the zero-shot model kept: one model
         encoded = []
         monkeypatch.setattr(
-            pipeline, "index_corpus", lambda *a, _e=encoded, **k: _e.append(1) or real(*a, **k)
+            model_index, "index_corpus", lambda *a, _e=encoded, **k: _e.append(1) or real(*a, **k)
         )
         monkeypatch.setattr(pipeline, "beats_zero_shot", lambda *a, _k=kept_tuned: _k)
         pipeline.run_recipe(_config(folder, tmp_path / str(kept_tuned), tiny_model))
@@ -325,8 +327,8 @@ def test_beats_zero_shot_is_strict(best, want):
 def test_train_seed_seeds_fine_tuning_alone(monkeypatch, tmp_path, train_seed, want):
     """--train_seed reaches the trainer; the dev split and mining keep --seed."""
     seen = {}
-    monkeypatch.setattr(pipeline, "train", lambda m, d, t, e: seen.setdefault("seed", t.seed))
-    monkeypatch.setattr(pipeline, "kept_checkpoint", lambda trainer: {})
+    monkeypatch.setattr(fine_tuning, "train", lambda m, d, t, e: seen.setdefault("seed", t.seed))
+    monkeypatch.setattr(fine_tuning, "kept_checkpoint", lambda trainer: {})
     config = RecipeConfig(output_dir=str(tmp_path), train_seed=train_seed)
     pipeline.fine_tune(config, "base", tmp_path / "train.jsonl", tmp_path / "model")
     assert seen["seed"] == want and config.seed == 2026

@@ -198,7 +198,7 @@ def test_rerank_model_is_what_the_cross_encoder_starts_from(
         seen.append(base)
         raise Stop
 
-    monkeypatch.setattr(rerank, "rerank_dev", record)
+    monkeypatch.setattr(rerank, "train_stage", record)
     config = _config(beir_folder(), tmp_path / "out", tiny_model, rerank_model="/ce", **RERANK)
     with pytest.raises(Stop):
         pipeline.run_recipe(config)

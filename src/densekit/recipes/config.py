@@ -67,6 +67,12 @@ class RecipeConfig:
     # the head's peak rate when it starts at random (no --rerank_model); None: the body's
     rerank_head_learning_rate: float | None = None
     rerank_max_len: int = 256
+    # opt-in, with --rerank: a second bi-encoder round on the cross-encoder's scores, kept
+    # only when it beats the first round on dev
+    distill: bool = False
+    distill_epochs: float = 1.0
+    distill_group_size: int = 8
+    distill_learning_rate: float = 2e-5
 
     def shrink(self) -> None:
         """The few-minute ``--quick`` variant: 256 train and 100 dev queries, 1,500 passages."""
@@ -89,6 +95,8 @@ class RecipeConfig:
             raise ConfigError("--eval_strategy steps needs --eval_steps N (N >= 1)")
         if self.rerank:
             self._check_rerank()
+        if self.distill:
+            self._check_distill()
 
     def _check_rerank(self) -> None:
         if not 1 <= self.rerank_depth <= MAX_RERANK_DEPTH:
@@ -99,6 +107,14 @@ class RecipeConfig:
             raise ConfigError(f"--rerank_max_len {self.rerank_max_len}: use 2 or more")
         if self.rerank_batch_size < 1 or self.rerank_epochs <= 0:
             raise ConfigError("--rerank_batch_size and --rerank_epochs must be positive")
+
+    def _check_distill(self) -> None:
+        if not self.rerank:
+            raise ConfigError("--distill true needs --rerank true: its teacher is the reranker")
+        if self.distill_group_size < 2:  # the KL compares the positive with negatives
+            raise ConfigError(f"--distill_group_size {self.distill_group_size}: use 2 or more")
+        if self.distill_epochs <= 0 or self.distill_learning_rate <= 0:
+            raise ConfigError("--distill_epochs and --distill_learning_rate must be positive")
 
     def resolved(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +192,14 @@ HELP = {
     "rerank_head_learning_rate": "with --rerank: peak learning rate of the cross-encoder's new "
     "head (pooler, classifier) when it starts from --model (not with --rerank_model, whose head "
     "is trained); default: --rerank_learning_rate",
+    "distill": "opt-in, with --rerank true: the cross-encoder scores every pair of the mined "
+    "file and a second bi-encoder round, from the fine-tuned model, learns those scores (KL "
+    "distillation); kept only if its dev nDCG@10 beats the first round's, and then it is the "
+    "recipe's dense model (true/false)",
+    "distill_epochs": "with --distill: epochs of the second round",
+    "distill_group_size": "with --distill: passages per query scored by the teacher: 1 positive "
+    "+ n-1 mined negatives",
+    "distill_learning_rate": "with --distill: peak AdamW learning rate of the second round",
 }
 
 

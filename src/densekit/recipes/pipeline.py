@@ -9,7 +9,6 @@ and the resolved config to ``output_dir``.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,27 +18,28 @@ from typing import Any
 
 import datasets
 
-from densekit.arguments import DataArguments, ModelArguments, RetrievalTrainingArguments
 from densekit.data.qrels import load_qrels
 from densekit.data.runs import Run
-from densekit.encoders import EncoderSpec, load_encoder
-from densekit.encoders.streaming import encode_all
 from densekit.evaluation.exact import ExactEvaluator
 from densekit.evaluation.fusion_tuning import tune_weights
-from densekit.recipes import rerank
+from densekit.recipes import distill, rerank
 from densekit.recipes.config import RecipeConfig
 from densekit.recipes.data import RecipeData, load_data
+from densekit.recipes.fine_tuning import (
+    ZERO_SHOT,
+    beats_zero_shot,
+    fine_tune,
+    keep_zero_shot,
+    kept_run,
+)
+from densekit.recipes.model_index import ModelIndex, bf16, encoder_lengths, model_run
 from densekit.recipes.results import METRICS, Recorder, Results, describe_kept, write_results
 from densekit.recipes.resume import RecipeFolder, files_stamp, key, plain_run
 from densekit.resources import bundled_model_path
 from densekit.retrieval.bm25 import BM25Index
-from densekit.retrieval.dense import index_corpus
 from densekit.retrieval.fusion import fuse
 from densekit.retrieval.mine import MineReport, mine_negatives, write_training_file
-from densekit.retrieval.search import search_index
 from densekit.search.folder import write_searcher_folder
-from densekit.training.run import train
-from densekit.training.trainer import RetrievalTrainer
 
 logger = logging.getLogger("densekit.recipe")
 
@@ -56,38 +56,6 @@ class Stopwatch:
         start = time.perf_counter()
         yield
         self.seconds[name] = time.perf_counter() - start
-
-
-def _bf16(config: RecipeConfig) -> bool:
-    from densekit import precision
-
-    return precision.resolve(config.precision) == "bf16"
-
-
-class ModelIndex:
-    """A model with its corpus encoded once into an exact (Flat) index, to search any queries."""
-
-    def __init__(self, config: RecipeConfig, model: str, corpus: datasets.Dataset) -> None:
-        self.config, self.model = config, model
-        precision = "bf16" if _bf16(config) else "fp32"
-        spec = EncoderSpec(model, precision=precision, overrides=encoder_lengths(config))
-        self.encoder = load_encoder(spec)
-        self.doc_ids, self.index = index_corpus(self.encoder, corpus)
-
-    def run(self, queries: datasets.Dataset) -> Run:
-        """The exact-search run of ``queries`` (the recipe's depth)."""
-        query_ids, vectors = encode_all(self.encoder, queries, is_query=True)
-        return search_index(query_ids, vectors, self.index, self.doc_ids, self.config.depth)
-
-
-def encoder_lengths(config: RecipeConfig) -> dict[str, int]:
-    """The recipe's query and passage lengths, which every encode of the recipe uses."""
-    return {"query_max_len": config.query_max_len, "passage_max_len": config.passage_max_len}
-
-
-def model_run(config: RecipeConfig, model: str, corpus, queries: datasets.Dataset) -> Run:
-    """``model``'s exact-search run over ``queries`` with the recipe's lengths."""
-    return ModelIndex(config, model, corpus).run(queries)
 
 
 def bm25_index_run(index: BM25Index, queries: datasets.Dataset, depth: int) -> Run:
@@ -124,75 +92,6 @@ def mine(config: RecipeConfig, data: RecipeData, run: Run, out: Path) -> tuple[P
     return train_file, report
 
 
-def fine_tune(
-    config: RecipeConfig,
-    base: str,
-    train_file: Path,
-    model_dir: Path,
-    evaluator: ExactEvaluator | None = None,
-) -> dict[str, Any]:
-    """Train ``base`` on the mined file with the config's hyper-parameters (GradCache chunks
-    bound the memory; the gradient is the full batch's). With ``evaluator`` the dev split is
-    searched exactly at each evaluation and the best checkpoint is kept; returns which."""
-    evaluating = evaluator is not None and config.eval_strategy != "no"
-    schedule = config.eval_strategy if evaluating else "no"
-    steps = config.eval_steps if schedule == "steps" else None
-    model_args = ModelArguments(
-        model_name_or_path=base,
-        temperature=config.temperature,
-        symmetric_loss=config.symmetric_loss,
-    )
-    data_args = DataArguments(
-        dataset_path=str(train_file),
-        train_group_size=config.group_size,
-        query_max_len=config.query_max_len,
-        passage_max_len=config.passage_max_len,
-        train_positives=config.train_positives,
-        positive_sampling=config.positive_sampling,
-    )
-    training_args = RetrievalTrainingArguments(
-        output_dir=str(model_dir),
-        overwrite_output_dir=True,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.epochs,
-        warmup_steps=config.warmup_ratio,
-        logging_steps=5,
-        eval_strategy=schedule,
-        eval_steps=steps,
-        save_strategy=schedule,
-        save_steps=steps,
-        save_only_model=True,
-        save_total_limit=1,
-        load_best_model_at_end=evaluating,
-        metric_for_best_model=METRICS[0],
-        greater_is_better=True,
-        seed=config.seed if config.train_seed is None else config.train_seed,
-        precision=config.precision,
-        grad_cache=config.grad_cache,
-        mask_false_negatives=config.mask_false_negatives,
-        gc_q_chunk_size=config.gc_chunk_size,
-        gc_p_chunk_size=config.gc_chunk_size,
-        report_to=[],
-    )
-    trainer = train(model_args, data_args, training_args, evaluator if evaluating else None)
-    return kept_checkpoint(trainer)
-
-
-def kept_checkpoint(trainer: RetrievalTrainer) -> dict[str, Any]:
-    """The checkpoint fine-tuning kept, its dev score, and every evaluation's score by step."""
-    metric = trainer.args.metric_for_best_model or METRICS[0]
-    key = metric if metric.startswith("eval_") else f"eval_{metric}"
-    evaluations = [(e["step"], e[key]) for e in trainer.state.log_history if key in e]
-    best = trainer.state.best_model_checkpoint
-    return {
-        "checkpoint": Path(best).name if best else None,
-        "metric": key.removeprefix("eval_"),
-        "best": trainer.state.best_metric,
-        "evaluations": evaluations,
-    }
-
-
 def hybrids(
     record: Recorder, runs: dict[str, Run], weights: dict[str, tuple] | None = None
 ) -> dict[str, tuple]:
@@ -214,36 +113,12 @@ def hybrids(
     return chosen
 
 
-ZERO_SHOT = "zero-shot"  # what ``kept["checkpoint"]`` says when no evaluation beat the base
-
-
-def beats_zero_shot(kept: dict[str, Any], zero_shot: float) -> bool:
-    """Whether the kept checkpoint scored above the zero-shot model on dev (True when training
-    did not evaluate: then nothing says otherwise)."""
-    return kept["best"] is None or kept["best"] > zero_shot
-
-
-def keep_zero_shot(kept: dict[str, Any], base: str, model_dir: Path) -> None:
-    """No evaluation beat the model fine-tuning started from: the training length chosen on dev
-    is zero steps, so the base model becomes the recipe's model."""
-    logger.warning(
-        "fine-tuning never beat the zero-shot model on dev (best %s %.4f): keeping the zero-shot "
-        "model",
-        kept["metric"],
-        kept["best"],
-    )
-    shutil.rmtree(model_dir)
-    shutil.copytree(base, model_dir)
-    kept["checkpoint"] = ZERO_SHOT
-
-
-def kept_run(kept: dict[str, Any], evaluator: ExactEvaluator) -> Run | None:
-    """The dev run of the kept checkpoint, as its evaluation searched it (None when training
-    did not evaluate): the kept weights are the final model's, so this is its dev run."""
-    steps = [step for step, _ in kept["evaluations"]]
-    if not kept["checkpoint"] or len(steps) != len(evaluator.runs):
-        return None
-    return evaluator.runs[steps.index(int(kept["checkpoint"].split("-")[-1]))]
+def exact_dev(config: RecipeConfig, data: RecipeData, queries: datasets.Dataset) -> ExactEvaluator:
+    """The exact dev search a fine-tuning round is evaluated with (its runs kept)."""
+    return ExactEvaluator(
+        data.corpus, queries, data.dev_qrels, METRICS, config.depth, bf16=bf16(config),
+        keep_runs=True,
+    )  # fmt: skip
 
 
 def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = False) -> Results:
@@ -297,10 +172,7 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
     done = folder.done("fine-tune", keys["fine-tune"])
     if done is None or not (work / "model").is_dir():
         with watch.stage("fine-tune"):
-            evaluator = ExactEvaluator(
-                data.corpus, dev_queries, data.dev_qrels, METRICS, config.depth,
-                bf16=_bf16(config), keep_runs=True,
-            )  # fmt: skip
+            evaluator = exact_dev(config, data, dev_queries)
             kept = fine_tune(config, base, train_file, work / "model", evaluator)
             if not beats_zero_shot(kept, dev.results["zero-shot"][METRICS[0]]):
                 keep_zero_shot(kept, base, work / "model")
@@ -326,9 +198,9 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
     dev("fine-tuned", runs["fine-tuned"], sum(watch.seconds[s] for s in stages))
     with watch.stage("hybrid"):
         weights = hybrids(dev, runs)
-    choice = None
+    choice, distilled = None, None
     if config.rerank:  # after every first stage: the reranker is trained on the mined file
-        choice = rerank.rerank_dev(
+        trained = rerank.train_stage(
             config,
             folder,
             keys,
@@ -339,13 +211,37 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
             train_file,
             watch.seconds,
         )
+        if config.distill:
+            with watch.stage("distill"):
+                distilled = distill.distill_stage(
+                    config,
+                    folder,
+                    keys["distill"],
+                    dev.results["fine-tuned"][METRICS[0]],
+                    trained[0],
+                    train_file,
+                    exact_dev(config, data, dev_queries),
+                )
+            if distilled.kept:  # the second round is the dense first stage from here on
+                runs["fine-tuned"] = distilled.run
+                stages = ("mine", "fine-tune", "fine-tuned search", "reranker", "distill")
+                dev("fine-tuned", runs["fine-tuned"], sum(watch.seconds[s] for s in stages))
+                tuned = ModelIndex(config, str(work / distill.FOLDER), data.corpus)
+                with watch.stage("hybrid"):
+                    weights = hybrids(dev, runs)
+        choice = rerank.rerank_dev(
+            config, folder, keys, dev, data.corpus, dev_queries, trained, watch.seconds
+        )
     else:
         rerank.forget(work)
+    if distilled is None:
+        distill.forget(work)
+    model_dir = work / (distill.FOLDER if distilled and distilled.kept else "model")
     bm25 = bm25 or BM25Index.build(data.corpus)
     with watch.stage("searcher"):
         write_searcher_folder(
             work / "searcher",
-            work / "model",
+            model_dir,
             Path(config.data_dir) / "corpus.jsonl",
             (tuned.doc_ids, tuned.index),
             bm25,
@@ -369,6 +265,8 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
     }
     if choice:
         extra["rerank"] = choice.summary()
+    if distilled:
+        extra["distill"] = distilled.summary
     text = write_results(work, tables, extra)
     folder.finish()
     print(text)
@@ -393,12 +291,17 @@ def stage_keys(config: RecipeConfig, base: str) -> dict[str, str]:
     mining = pick("mine_source", "mine_from", "mine_to", "mine_shift", "negatives", "seed")
     keys["mine"] = key("mine", keys["bm25"], keys["zero-shot"], mining)
     skipped = ("output_dir", "data_dir", "model")
-    training = {k: v for k, v in c.items() if k not in skipped and not k.startswith("rerank")}
+    training = {
+        k: v for k, v in c.items() if k not in skipped and not k.startswith(("rerank", "distill"))
+    }
     keys["fine-tune"] = key("fine-tune", keys["mine"], data, model, training)
     reranker = pick(*(k for k in c if k.startswith("rerank_") and k != "rerank_depth"))
     reranker.update(pick("warmup_ratio", "seed", "precision"))
     keys["reranker"] = key("reranker", keys["mine"], model, reranker)
-    keys["rerank"] = key("rerank", keys["reranker"], keys["fine-tune"], c["rerank_depth"])
+    distilling = pick("distill_epochs", "distill_group_size", "distill_learning_rate")
+    keys["distill"] = key("distill", keys["reranker"], keys["fine-tune"], distilling)
+    first_stage = (keys["fine-tune"], c["distill"] and keys["distill"])
+    keys["rerank"] = key("rerank", keys["reranker"], *first_stage, c["rerank_depth"])
     return keys
 
 

@@ -218,7 +218,7 @@ def fuse_reranked(
     return fuse(pair, "weighted", weights=weights, normalize="minmax", depth=depth).run, weights
 
 
-def rerank_dev(
+def train_stage(
     config: RecipeConfig,
     folder: RecipeFolder,
     keys: dict[str, str],
@@ -228,9 +228,9 @@ def rerank_dev(
     base: str,
     train_file: Path,
     seconds: dict[str, float],
-) -> RerankChoice:
-    """Train (or reuse) the cross-encoder, rerank the dev-best first stage, tune the fusion;
-    records the ``rerank`` and ``rerank+hybrid`` rows in ``dev``."""
+) -> tuple[CrossEncoderReranker, dict[str, Any]]:
+    """Train (or reuse) the cross-encoder, evaluated on the dev-best first stage; returns it
+    loaded, with what its training recorded."""
     model_dir = folder.work / FOLDER
     first = choose_first_stage(dev)
     done = folder.done("reranker", keys["reranker"])
@@ -246,7 +246,24 @@ def rerank_dev(
         folder.record("reranker", keys["reranker"], {"training": training, **seconds})
     else:
         training, seconds["reranker"] = done["training"], done["reranker"]
-    reranker = CrossEncoderReranker.from_pretrained(model_dir)
+    return CrossEncoderReranker.from_pretrained(model_dir), training
+
+
+def rerank_dev(
+    config: RecipeConfig,
+    folder: RecipeFolder,
+    keys: dict[str, str],
+    dev: Recorder,
+    corpus: datasets.Dataset,
+    queries: datasets.Dataset,
+    trained: tuple[CrossEncoderReranker, dict[str, Any]],
+    seconds: dict[str, float],
+) -> RerankChoice:
+    """Rerank the dev-best first stage with the ``trained`` cross-encoder (from
+    :func:`train_stage`) and tune the fusion; records the ``rerank`` and ``rerank+hybrid`` rows
+    in ``dev``."""
+    reranker, training = trained
+    first = choose_first_stage(dev)
     depth = config.rerank_depth
     done = folder.done("rerank", keys["rerank"])
     if done is None or done["first_stage"] != first:

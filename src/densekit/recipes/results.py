@@ -89,6 +89,8 @@ def write_results(out: Path, tables: dict[str, Recorder], extra: dict[str, Any])
     text = "\n\n".join(sections)
     if "kept_checkpoint" in extra:
         text += f"\n\nFine-tuning kept {describe_kept(extra['kept_checkpoint'])}."
+    if extra.get("distill"):
+        text += "\n\n" + describe_distill(extra["distill"])
     if extra.get("rerank"):
         text += "\n\n" + describe_rerank(extra["rerank"])
     with atomic_open(out / "results.md", "w") as handle:
@@ -114,4 +116,14 @@ def describe_rerank(rerank: dict[str, Any]) -> str:
         f"rerank: the cross-encoder reranked the top {rerank['depth']} of {rerank['first_stage']} "
         f"(the best first stage on dev); rerank+hybrid gives its score the weight "
         f"{rerank['rerank_weight']:g} (tuned on dev)."
+    )
+
+
+def describe_distill(summary: dict[str, Any]) -> str:
+    """One line: the distillation round's dev score against the first round's, and the verdict."""
+    verdict = "kept: it is the recipe's dense model" if summary["kept"] else "dropped"
+    return (
+        f"distill: the second round, on the cross-encoder's scores, reached dev "
+        f"{summary['metric']} {summary['second_round']:.4f} against the first round's "
+        f"{summary['first_round']:.4f} ({verdict})."
     )

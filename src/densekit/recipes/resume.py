@@ -30,8 +30,8 @@ WORK = ".recipe-work"
 STATE = "state.json"
 # what the recipe leaves in output_dir: only these are ever replaced there
 OUTPUTS = (
-    "recipe_config.json", "train.mined.jsonl", "runs", "model", "reranker", "searcher",
-    "results.json", "results.md",
+    "recipe_config.json", "train.mined.jsonl", "runs", "model", "reranker", "distilled",
+    "searcher", "results.json", "results.md",
 )  # fmt: skip
 
 
