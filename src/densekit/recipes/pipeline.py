@@ -230,7 +230,12 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
                 with watch.stage("hybrid"):
                     weights = hybrids(dev, runs)
         choice = rerank.rerank_dev(
-            config, folder, keys, dev, data.corpus, dev_queries, trained, watch.seconds
+            dev,
+            trained,
+            config.rerank_depth,
+            (data.corpus, dev_queries),
+            (folder, keys["rerank"]),
+            watch.seconds,
         )
     else:
         rerank.forget(work)

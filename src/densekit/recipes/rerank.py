@@ -250,29 +250,27 @@ def train_stage(
 
 
 def rerank_dev(
-    config: RecipeConfig,
-    folder: RecipeFolder,
-    keys: dict[str, str],
     dev: Recorder,
-    corpus: datasets.Dataset,
-    queries: datasets.Dataset,
     trained: tuple[CrossEncoderReranker, dict[str, Any]],
+    depth: int,
+    data: tuple[datasets.Dataset, datasets.Dataset],
+    resume: tuple[RecipeFolder, str],
     seconds: dict[str, float],
 ) -> RerankChoice:
     """Rerank the dev-best first stage with the ``trained`` cross-encoder (from
     :func:`train_stage`) and tune the fusion; records the ``rerank`` and ``rerank+hybrid`` rows
-    in ``dev``."""
-    reranker, training = trained
+    in ``dev``. ``data``: the corpus and the dev queries; ``resume``: the recipe folder and the
+    stage's key."""
+    (reranker, training), (corpus, queries), (folder, stage_key) = trained, data, resume
     first = choose_first_stage(dev)
-    depth = config.rerank_depth
-    done = folder.done("rerank", keys["rerank"])
+    done = folder.done("rerank", stage_key)
     if done is None or done["first_stage"] != first:
         logger.info("== rerank (the top %d of %s)", depth, first)
         start = time.perf_counter()
         reranked = rerank(reranker, dev.runs[first], queries, corpus_documents(corpus), depth)
         seconds["rerank"] = time.perf_counter() - start
         value = {"first_stage": first, "run": plain_run(reranked), "rerank": seconds["rerank"]}
-        folder.record("rerank", keys["rerank"], value)
+        folder.record("rerank", stage_key, value)
     else:
         reranked, seconds["rerank"] = done["run"], done["rerank"]
     dev("rerank", reranked, seconds["reranker"] + seconds["rerank"])
