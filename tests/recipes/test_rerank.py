@@ -65,6 +65,9 @@ def test_rerank_stage_rows_model_and_searcher(beir_folder, tiny_model, tmp_path,
     # its training data: the mined file of the train queries, no dev or test query
     _, run, rows, evaluator = events[0]
     assert run.model_name_or_path == tiny_model and run.loss == "listwise"
+    # batches of 8 queries as 2 accumulated chunks of 4 (--rerank_chunk_size): bounded memory
+    assert run.training["per_device_train_batch_size"] == 4
+    assert run.training["gradient_accumulation_steps"] == 2
     # its training length was chosen on dev: at most 3 evaluations of the top min(10, 30)
     assert evaluator is not None and evaluator.depth == 10
     assert {r["query_id"] for r in rows} == {f"q{i}" for i in range(24)}
@@ -206,3 +209,8 @@ def test_rerank_model_is_what_the_cross_encoder_starts_from(
     keys = pipeline.stage_keys(config, tiny_model)
     plain = pipeline.stage_keys(dataclasses.replace(config, rerank_model=None), tiny_model)
     assert keys["fine-tune"] == plain["fine-tune"] and keys["reranker"] != plain["reranker"]
+
+
+@pytest.mark.parametrize(("batch", "most", "want"), [(16, 4, 4), (12, 5, 4), (7, 4, 1), (3, 8, 3)])
+def test_chunk_size_is_the_largest_divisor_not_above_the_cap(batch, most, want):
+    assert rerank.chunk_size(batch, most) == want

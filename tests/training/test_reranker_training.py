@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -335,3 +336,41 @@ def test_head_learning_rate_moves_only_the_head_at_its_rate(tiny_model, tmp_path
     # attention's key bias, move less)
     body = [steps[n] for n in steps if n not in head]
     assert max(body) == pytest.approx(1e-4, rel=1e-3), sorted(body)
+
+
+def test_accumulated_micro_batches_train_as_the_whole_batch(tiny_model, tmp_path, write_jsonl):
+    """Two micro-batches of 4 queries with accumulation give the weights one batch of 8 gives
+    (dropout off, so both see the same function; plain SGD, as Adam's per-element
+    normalisation turns rounding-level gradient differences into whole steps): the listwise
+    loss is a mean over groups and the trainer scales each micro-batch's share. The recipe
+    bounds the cross-encoder's memory this way."""
+    from transformers import AutoConfig
+
+    from densekit.training.reranker_trainer import RerankerRun, train_reranker
+
+    folder = tmp_path / "no-dropout"
+    shutil.copytree(tiny_model, folder)
+    config = AutoConfig.from_pretrained(folder)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    config.save_pretrained(folder)
+    train = write_jsonl(tmp_path / "train.jsonl", match_rows(16, seed=2))
+    models = []
+    for batch, accumulation, rate in ((8, 1, 50.0), (4, 2, 50.0), (8, 1, 0.0)):
+        run = RerankerRun(
+            model_name_or_path=str(folder), dataset_path=str(train),
+            output_dir=str(tmp_path / f"m{batch}-{rate}"), train_group_size=4, max_len=8,
+            training={"max_steps": 2, "learning_rate": rate, "per_device_train_batch_size": batch,
+                      "gradient_accumulation_steps": accumulation, "save_strategy": "no",
+                      "seed": 0, "warmup_steps": 0, "lr_scheduler_type": "constant",
+                      "optim": "sgd", "max_grad_norm": 0.0},
+        )  # fmt: skip
+        train_reranker(run)
+        models.append(CrossEncoderReranker.from_pretrained(run.output_dir))
+    pairs = (["red", "blue", "gold"], ["red", "green", "gold"])
+    whole, accumulated, before = (m.score(*pairs, activation=False) for m in models)
+    # a listwise loss ignores a shift shared by a group's scores, so the head's bias gets a
+    # gradient that is zero up to rounding: compare scores relative to their mean
+    whole, accumulated, before = (s - s.mean() for s in (whole, accumulated, before))
+    moved = np.abs(whole - before).max()
+    assert moved > 1e-4  # training moved the scores
+    np.testing.assert_allclose(accumulated, whole, rtol=0, atol=1e-3 * moved)

@@ -63,6 +63,7 @@ class RecipeConfig:
     rerank_epochs: float = 1.0
     rerank_group_size: int = 8
     rerank_batch_size: int = 16
+    rerank_chunk_size: int = 4  # queries per forward/backward: bounds the step's memory
     rerank_learning_rate: float = 2e-5
     # the head's peak rate when it starts at random (no --rerank_model); None: the body's
     rerank_head_learning_rate: float | None = None
@@ -105,8 +106,10 @@ class RecipeConfig:
             raise ConfigError(f"--rerank_group_size {self.rerank_group_size}: use 2 or more")
         if self.rerank_max_len < 2:
             raise ConfigError(f"--rerank_max_len {self.rerank_max_len}: use 2 or more")
-        if self.rerank_batch_size < 1 or self.rerank_epochs <= 0:
-            raise ConfigError("--rerank_batch_size and --rerank_epochs must be positive")
+        if self.rerank_batch_size < 1 or self.rerank_epochs <= 0 or self.rerank_chunk_size < 1:
+            raise ConfigError(
+                "--rerank_batch_size, --rerank_chunk_size and --rerank_epochs must be positive"
+            )
 
     def _check_distill(self) -> None:
         if not self.rerank:
@@ -187,6 +190,9 @@ HELP = {
     "rerank_epochs": "with --rerank: cross-encoder training epochs",
     "rerank_group_size": "with --rerank: pairs per query in training: 1 positive + n-1 negatives",
     "rerank_batch_size": "with --rerank: queries per cross-encoder optimizer step",
+    "rerank_chunk_size": "with --rerank: queries per forward and backward pass of the "
+    "cross-encoder; the step's gradient is still the whole batch's (accumulated), so this bounds "
+    "memory only (a divisor of --rerank_batch_size is used: the largest not above it)",
     "rerank_learning_rate": "with --rerank: peak AdamW learning rate of the cross-encoder",
     "rerank_max_len": "with --rerank: tokens kept per (query, passage) pair",
     "rerank_head_learning_rate": "with --rerank: peak learning rate of the cross-encoder's new "

@@ -138,6 +138,7 @@ def train_cross_encoder(
             "metric_for_best_model": METRICS[0],
         }
     fresh_head = not getattr(config, "rerank_model", None)
+    chunk = chunk_size(config.rerank_batch_size, config.rerank_chunk_size)
     run = RerankerRun(
         model_name_or_path=base,
         dataset_path=str(train_file),
@@ -150,7 +151,8 @@ def train_cross_encoder(
         training={
             "learning_rate": config.rerank_learning_rate,
             "num_train_epochs": config.rerank_epochs,
-            "per_device_train_batch_size": config.rerank_batch_size,
+            "per_device_train_batch_size": chunk,
+            "gradient_accumulation_steps": config.rerank_batch_size // chunk,
             "warmup_steps": config.warmup_ratio,
             "logging_steps": 5,
             "seed": config.seed,
@@ -172,6 +174,12 @@ def train_cross_encoder(
             eval_depth=evaluator.depth,
         )
     return out
+
+
+def chunk_size(batch: int, most: int) -> int:
+    """The largest divisor of ``batch`` not above ``most``: micro-batches of that many queries
+    accumulate to exactly the batch's gradient (a listwise group never spans queries)."""
+    return next(size for size in range(min(batch, most), 0, -1) if batch % size == 0)
 
 
 def top(run: Run, depth: int) -> Run:
