@@ -29,6 +29,9 @@ def test_flags_reach_the_run():
     assert to_run(build_parser().parse_args([*BASE, "--bitfit"])).fine_tune_type == "bitfit"
     plain = to_run(build_parser().parse_args(BASE))
     assert plain.fine_tune_type == "full" and plain.training["eval_strategy"] == "no"
+    assert plain.positive_sampling == "grade"
+    uniform = build_parser().parse_args([*BASE, "--positive_sampling", "uniform"])
+    assert to_run(uniform).positive_sampling == "uniform"
 
 
 @pytest.mark.parametrize(

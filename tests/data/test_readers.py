@@ -196,7 +196,8 @@ def _lines_with(bad_line: str) -> str:
             json.dumps({"query": "q", "pos": ["p"], "neg": ["n1", "n2"], "neg_scores": [1.0]}),
             "neg_scores has 1",
         ),
-        (json.dumps({"query": "q", "pos": ["p"], "pos_scores": ["high"]}), "list of numbers"),
+        (json.dumps({"query": "q", "pos": ["p"], "pos_scores": ["high"]}), "finite numbers"),
+        (json.dumps({"query": "q", "pos": ["p"], "pos_grades": [float("nan")]}), "finite numbers"),
         (json.dumps({"query": "q", "pos": ["p", "r"], "pos_grades": [2]}), "pos_grades has 1"),
         (
             json.dumps({"query": "q", "pos": ["p"], "pos_grades": [0]}),

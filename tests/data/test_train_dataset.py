@@ -252,3 +252,26 @@ def test_graded_positives_are_drawn_in_proportion_to_their_grade(tmp_path, write
     assert within(share(uniform, 0, "high"), 0.5)
     with pytest.raises(Exception, match="grade or uniform"):
         TrainDataset(records, group_size=2, positive_sampling="best")
+
+
+def test_random_fill_ins_get_teacher_scores_far_below_the_rows(tmp_path, write_jsonl):
+    """A row without negatives is filled with other rows' passages; the teacher never scored
+    them, so they get the row's lowest score minus 10 (almost no softmax weight), not the
+    positive's own score."""
+    rows = [
+        {"query": "a", "pos": ["pa"], "pos_scores": [2.0], "neg": []},
+        {"query": "b", "pos": ["pb"], "pos_scores": [1.0], "neg": ["nb"], "neg_scores": [0.5]},
+    ]
+    item = TrainDataset(load_train(write_jsonl(tmp_path / "t.jsonl", rows)), group_size=3)[0]
+    assert item["passages"][0] == "pa" and item["scores"] == pytest.approx([2.0, -8.0, -8.0])
+
+
+def test_equal_grades_sample_as_binary_data(tmp_path, write_jsonl):
+    """Grades that are all equal weigh nothing: the same draws as the file without them."""
+    plain = [{"query": "q", "pos": ["a", "b", "c"], "neg": [f"n{i}" for i in range(9)]}]
+    graded = [{**plain[0], "pos_grades": [2, 2, 2]}]
+    items = []
+    for rows, name in ((plain, "p.jsonl"), (graded, "g.jsonl")):
+        dataset = TrainDataset(load_train(write_jsonl(tmp_path / name, rows)), group_size=4)
+        items.append([_epoch_items(dataset, epoch)[0]["passages"] for epoch in range(20)])
+    assert items[0] == items[1]

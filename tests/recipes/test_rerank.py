@@ -185,6 +185,9 @@ def test_rerank_settings_leave_the_other_stages_keys_alone(tmp_path):
     for stage in ("bm25", "zero-shot", "mine", "fine-tune"):
         assert keys[stage] == changed[stage]
     assert keys["reranker"] != changed["reranker"] and keys["rerank"] != changed["rerank"]
+    on = dataclasses.replace(base, rerank=True)
+    chunked = dataclasses.replace(on, rerank_chunk_size=2)  # memory only: nothing retrains
+    assert pipeline.stage_keys(on, "m") == pipeline.stage_keys(chunked, "m")
 
 
 def test_rerank_model_is_what_the_cross_encoder_starts_from(

@@ -374,3 +374,19 @@ def test_accumulated_micro_batches_train_as_the_whole_batch(tiny_model, tmp_path
     moved = np.abs(whole - before).max()
     assert moved > 1e-4  # training moved the scores
     np.testing.assert_allclose(accumulated, whole, rtol=0, atol=1e-3 * moved)
+
+
+@pytest.mark.parametrize("sampling", ["grade", "uniform"])
+def test_positive_sampling_reaches_the_cross_encoders_dataset(
+    tiny_model, tmp_path, write_jsonl, sampling
+):
+    from densekit.training.reranker_trainer import RerankerRun, build_trainer, read_data
+
+    rows = [{"query": "q", "pos": ["a", "b"], "neg": ["n"], "pos_grades": [1, 2]}]
+    run = RerankerRun(
+        model_name_or_path=tiny_model, dataset_path=str(write_jsonl(tmp_path / "t.jsonl", rows)),
+        output_dir=str(tmp_path / "m"), train_group_size=2, max_len=8,
+        positive_sampling=sampling, training={"max_steps": 1, "save_strategy": "no"},
+    )  # fmt: skip
+    trainer = build_trainer(run, read_data(run))
+    assert trainer.train_dataset.graded is (sampling == "grade")

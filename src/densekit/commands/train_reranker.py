@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--passage_prefix", "--passage_instruction_for_rerank", default="",
         help="text put before each passage (default: none)")  # fmt: skip
     add("--max_example_num_per_dataset", type=int, help="cap on records read per file")
+    add("--positive_sampling", choices=("grade", "uniform"), default="grade",
+        help="grade (default): a record's positive is drawn in proportion to its pos_grades "
+        "where it has them; uniform: every positive alike")  # fmt: skip
     add("--learning_rate", type=float, default=2e-5, help="peak AdamW learning rate")
     add("--head_learning_rate", type=float,
         help="peak learning rate of the head (pooler, classifier) when it starts at random, "
@@ -207,6 +210,7 @@ def to_run(args: argparse.Namespace) -> RerankerRun:
         query_prefix=args.query_prefix,
         passage_prefix=args.passage_prefix,
         max_examples_per_file=args.max_example_num_per_dataset,
+        positive_sampling=args.positive_sampling,
         fine_tune_type=fine_tune_type(args),
         lora_r=args.lora_r,
         lora_alpha=args.lora_alpha,

@@ -16,6 +16,7 @@ Canonical schemas:
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,9 +243,9 @@ def _scores(row: dict[str, Any], field: str, expected: int, path: Path, line: in
     if value is None:
         return []
     if not isinstance(value, list) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
     ):
-        raise DataError(str(path), f"{field} must be a list of numbers", line)
+        raise DataError(str(path), f"{field} must be a list of finite numbers", line)
     if len(value) != expected:
         raise DataError(str(path), f"{field} has {len(value)} values for {expected} passages", line)
     return [float(v) for v in value]

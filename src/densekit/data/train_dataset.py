@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 POSITIVES = ("one", "all")
 POSITIVE_SAMPLING = ("grade", "uniform")
+# a random fill-in passage's teacher score: this far below the row's lowest, so a softmax over
+# the group gives it almost no weight (e^-10) instead of the positive's when the row has none
+FILLER_MARGIN = 10.0
 
 
 def passage_id(passage: dict[str, Any]) -> int:
@@ -204,7 +207,7 @@ class TrainDataset(Dataset):
     def _pick_positive(self, rng: random.Random, row: dict[str, Any]) -> int:
         count = len(row["pos"])
         grades = row.get("pos_grades")
-        if self.graded and grades:
+        if self.graded and grades and len(set(grades)) > 1:  # equal grades: as binary data
             return rng.choices(range(count), weights=grades)[0]
         return rng.randrange(count)
 
@@ -231,8 +234,8 @@ class TrainDataset(Dataset):
                 scores += [row["neg_scores"][i] for i in picks]
         elif needed > 0:
             chosen += self._random_passages(rng, needed, index)
-            if self.has_scores:  # no teacher score for a random passage: the lowest seen
-                scores += [min(row["pos_scores"] + row["neg_scores"])] * needed
+            if self.has_scores:  # no teacher score for a random passage: far below any seen
+                scores += [min(row["pos_scores"] + row["neg_scores"]) - FILLER_MARGIN] * needed
         return {
             "query": self.text_format.format_query(row["query"], prompt=row["prompt"]),
             "passages": [self._text(p) for p in chosen],

@@ -138,7 +138,12 @@ class JaxRun:
         self.loss_fn = loss_from_args(model_args, settings)
         self.placement = DataParallel()
         dataset = TrainDataset(
-            self.data[0], data_args.train_group_size, self.data[1], settings, args.seed
+            self.data[0],
+            data_args.train_group_size,
+            self.data[1],
+            settings,
+            args.seed,
+            positive_sampling=data_args.positive_sampling,
         )
         per_device = args.per_device_train_batch_size
         self.batches = GroupBatches(

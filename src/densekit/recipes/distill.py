@@ -26,6 +26,7 @@ from typing import Any
 from densekit.atomic import atomic_open
 from densekit.data.readers import load_train
 from densekit.data.runs import Run
+from densekit.errors import DataError
 from densekit.evaluation.exact import ExactEvaluator
 from densekit.evaluation.metrics import evaluate
 from densekit.modeling.reranker import CrossEncoderReranker
@@ -40,6 +41,7 @@ logger = logging.getLogger("densekit.recipe")
 FOLDER = "distilled"
 SCORED_FILE = "train.distill.jsonl"
 ROWS_PER_CHUNK = 64  # training rows scored together (their pairs sorted by length)
+SCORING_BATCH = 32  # pairs per forward pass
 
 
 @dataclass
@@ -64,6 +66,8 @@ def score_training_file(
             queries, passages = [], []
             for row in chunk:
                 for passage in row["pos"] + row["neg"]:
+                    if passage["text"] is None:
+                        raise DataError(str(train_file), "passages given by id only: no text")
                     queries.append(row["query"])
                     passages.append((passage["title"] or "", passage["text"] or ""))
             scores = reranker.score(queries, passages, batch_size, activation=False).tolist()
@@ -80,6 +84,8 @@ def score_training_file(
                 }
                 if row["pos_grades"]:
                     record["pos_grades"] = row["pos_grades"]
+                if row["prompt"]:
+                    record["prompt"] = row["prompt"]
                 scores = scores[positives + negatives :]
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return pairs
@@ -98,12 +104,13 @@ def distill_stage(
     ``work/distilled``, and keep it only if its best dev nDCG@10 beats ``first_round``."""
     model_dir = folder.work / FOLDER
     done = folder.done("distill", stage_key)
-    if done is not None and (model_dir.is_dir() or not done["summary"]["kept"]):
+    saved = (model_dir / "config.json").is_file()
+    if done is not None and (saved or not done["summary"]["kept"]):
         return DistillOutcome(done["summary"]["kept"], done["run"], done["summary"])
     shutil.rmtree(model_dir, ignore_errors=True)
     start = time.perf_counter()
     scored = folder.work / SCORED_FILE
-    pairs = score_training_file(reranker, train_file, scored, config.rerank_batch_size)
+    pairs = score_training_file(reranker, train_file, scored, SCORING_BATCH)
     scoring = time.perf_counter() - start
     kept = fine_tune(
         config,

@@ -222,6 +222,7 @@ def run_recipe(config: RecipeConfig, quick: bool = False, overwrite: bool = Fals
                     train_file,
                     exact_dev(config, data, dev_queries),
                 )
+            watch.seconds["distill"] = distilled.summary["seconds"]  # as recorded, if resumed
             if distilled.kept:  # the second round is the dense first stage from here on
                 runs["fine-tuned"] = distilled.run
                 stages = ("mine", "fine-tune", "fine-tuned search", "reranker", "distill")
@@ -300,8 +301,9 @@ def stage_keys(config: RecipeConfig, base: str) -> dict[str, str]:
         k: v for k, v in c.items() if k not in skipped and not k.startswith(("rerank", "distill"))
     }
     keys["fine-tune"] = key("fine-tune", keys["mine"], data, model, training)
-    reranker = pick(*(k for k in c if k.startswith("rerank_") and k != "rerank_depth"))
-    reranker.update(pick("warmup_ratio", "seed", "precision"))
+    memory_only = ("rerank_depth", "rerank_chunk_size")  # the depth is the rerank stage's
+    reranker = pick(*(k for k in c if k.startswith("rerank_") and k not in memory_only))
+    reranker.update(pick("warmup_ratio", "seed", "precision", "positive_sampling"))
     keys["reranker"] = key("reranker", keys["mine"], model, reranker)
     distilling = pick("distill_epochs", "distill_group_size", "distill_learning_rate")
     keys["distill"] = key("distill", keys["reranker"], keys["fine-tune"], distilling)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 
 from densekit.data.runs import Run
 from densekit.evaluation.fusion_tuning import tune_weights
@@ -146,6 +147,7 @@ def train_cross_encoder(
         train_group_size=config.rerank_group_size,
         max_len=config.rerank_max_len,
         loss="listwise",
+        positive_sampling=config.positive_sampling,
         overwrite_output_dir=True,
         head_learning_rate=config.rerank_head_learning_rate if fresh_head else None,
         training={
@@ -177,9 +179,18 @@ def train_cross_encoder(
 
 
 def chunk_size(batch: int, most: int) -> int:
-    """The largest divisor of ``batch`` not above ``most``: micro-batches of that many queries
-    accumulate to exactly the batch's gradient (a listwise group never spans queries)."""
-    return next(size for size in range(min(batch, most), 0, -1) if batch % size == 0)
+    """The largest divisor of ``batch`` not above ``most``: full micro-batches of that many
+    queries accumulate to exactly the batch's gradient (a listwise group never spans queries;
+    an epoch's last, short batch weighs its queries by micro-batch, as the HF Trainer does)."""
+    size = next(size for size in range(min(batch, most), 0, -1) if batch % size == 0)
+    if size < min(batch, most):
+        logger.warning(
+            "--rerank_chunk_size %d does not divide --rerank_batch_size %d: chunks of %d",
+            most,
+            batch,
+            size,
+        )
+    return size
 
 
 def top(run: Run, depth: int) -> Run:
@@ -254,7 +265,10 @@ def train_stage(
         folder.record("reranker", keys["reranker"], {"training": training, **seconds})
     else:
         training, seconds["reranker"] = done["training"], done["reranker"]
-    return CrossEncoderReranker.from_pretrained(model_dir), training
+    reranker = CrossEncoderReranker.from_pretrained(model_dir)
+    if torch.cuda.is_available():  # scoring dev (and the mined file, --distill) there
+        reranker.to("cuda")
+    return reranker, training
 
 
 def rerank_dev(

@@ -100,6 +100,9 @@ class RerankerTrainer(Trainer):
         if evaluator is not None and kwargs.get("eval_dataset") is None:
             kwargs["eval_dataset"] = _EVALUATOR_ONLY
         super().__init__(*args, **kwargs)
+        # compute_loss returns the mean over its groups: HF must divide it by the accumulation
+        # steps (it would not if it took the model for one that counts items itself)
+        self.model_accepts_loss_kwargs = False
         if not isinstance(self.model, CrossEncoderReranker):
             raise ConfigError("RerankerTrainer needs a densekit CrossEncoderReranker model")
         self.evaluator = evaluator
@@ -199,6 +202,7 @@ class RerankerRun:
     passage_prefix: str = ""
     activation: str | None = None  # default: sigmoid for bce, identity otherwise
     max_examples_per_file: int | None = None
+    positive_sampling: str = "grade"  # graded positives (pos_grades) drawn by grade, or uniform
     overwrite_output_dir: bool = False
     # which parameters train: full | lora (adapters + head, merged at the final save) | bitfit
     fine_tune_type: str = "full"
@@ -393,6 +397,7 @@ def build_trainer(
         corpus=corpus,
         text_format=model.settings,
         seed=args.seed,
+        positive_sampling=run.positive_sampling,
     )
     if needs_teacher(run.loss) and not dataset.has_scores:
         raise DataError(
