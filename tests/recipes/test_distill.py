@@ -123,3 +123,42 @@ def test_distill_checks_and_keys(tmp_path):
     assert keys["distill"] != changed["distill"] and keys["rerank"] != changed["rerank"]
     off = pipeline.stage_keys(dataclasses.replace(base, distill=False), "m")
     assert off["fine-tune"] == keys["fine-tune"] and off["rerank"] != keys["rerank"]
+
+
+def test_killed_after_a_kept_round_resumes_without_retraining(
+    beir_folder, tiny_model, tmp_path, monkeypatch
+):
+    """Killed while reranking, after a kept round was recorded: the rerun reuses the round
+    (no second distillation) and serves it; a rerun with --distill false then leaves no
+    ``distilled/`` and serves the first round."""
+    from densekit.recipes import rerank
+
+    rounds = []
+    real_fine_tune = fine_tuning.fine_tune
+    monkeypatch.setattr(
+        distill, "fine_tune", lambda *a, **k: rounds.append(1) or real_fine_tune(*a, **k)
+    )
+    monkeypatch.setattr(distill, "beats_zero_shot", lambda kept, first: True)
+    real_rerank = rerank.rerank
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rerank, "rerank", killed)
+    folder, out = beir_folder(test=False), tmp_path / "out"
+    config = _config(folder, out, tiny_model, **DISTILL)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_recipe(config)
+    assert rounds == [1] and not (out / "distilled").exists()  # not moved out yet
+    monkeypatch.setattr(rerank, "rerank", real_rerank)
+    results = pipeline.run_recipe(config)
+    assert rounds == [1]  # reused
+    summary = json.loads((out / "results.json").read_text())["distill"]
+    assert summary["kept"] and results["fine-tuned"]["ndcg@10"] == pytest.approx(
+        summary["second_round"], rel=1e-9
+    )
+    assert json.loads((out / "searcher" / "searcher.json").read_text())["model"] == "../distilled"
+    again = pipeline.run_recipe(dataclasses.replace(config, distill=False), overwrite=True)
+    assert not (out / "distilled").exists() and rounds == [1]
+    assert json.loads((out / "searcher" / "searcher.json").read_text())["model"] == "../model"
+    assert again["fine-tuned"]["ndcg@10"] == pytest.approx(summary["first_round"], rel=1e-6)
