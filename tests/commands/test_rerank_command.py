@@ -70,7 +70,7 @@ def test_rerank_equals_each_pair_scored_alone(reranker_dir, tmp_path):
     out = tmp_path / "reranked.trec"
     argv = ["--model", reranker_dir, "--run", paths["run"], "--corpus", paths["corpus"],
             "--queries", paths["queries"], "--depth", "4", "--batch_size", "3",
-            "--save_ranking_to", str(out)]  # fmt: skip
+            "--save_ranking_to", str(out), "--precision", "fp32"]  # fmt: skip
     assert main(argv) == 0
     first, reranked = read_run(paths["run"]), read_run(out)
     assert set(reranked) == set(QUERIES)
@@ -220,3 +220,22 @@ def test_quantize_without_an_export_backend_is_refused(reranker_dir, tmp_path, c
             "--quantize", "int8"]  # fmt: skip
     assert run_guarded(main, argv) == 2
     assert "needs --backend onnx or openvino" in capsys.readouterr().err
+
+
+def test_bf16_scores_are_the_fp32_scores_to_bf16_precision(reranker_dir, tmp_path):
+    """``--precision bf16`` scores under bf16 autocast: close to the fp32 logits (bf16 keeps 8
+    bits of mantissa, relative to the logits' scale) but not bit-equal, so autocast ran."""
+    paths = write_inputs(tmp_path)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.trec"
+        argv = ["--model", reranker_dir, "--run", paths["run"], "--corpus", paths["corpus"],
+                "--queries", paths["queries"], "--depth", "4", "--save_ranking_to", str(out),
+                "--precision", precision]  # fmt: skip
+        assert main(argv) == 0
+        runs[precision] = read_run(out)
+    fp32 = np.array([s for q in sorted(runs["fp32"]) for _, s in sorted(runs["fp32"][q].items())])
+    bf16 = np.array([s for q in sorted(runs["bf16"]) for _, s in sorted(runs["bf16"][q].items())])
+    scale = np.abs(fp32).max()
+    assert np.abs(bf16 - fp32).max() <= 0.05 * scale
+    assert not np.array_equal(bf16, fp32)

@@ -188,3 +188,12 @@ def test_lora_load_weights_restores_a_checkpoint(tiny_model, tmp_path):
     np.testing.assert_allclose(
         other.score(["kinase"], ["an enzyme"], activation=False), expected, rtol=1e-5
     )
+
+
+def test_set_precision_resolves_on_the_models_device(tiny_model, tmp_path):
+    from densekit import precision
+
+    reranker = make_reranker(tiny_model, tmp_path / "r")
+    assert reranker.set_precision("fp32") == "fp32" and reranker.bf16 is False
+    assert reranker.set_precision("bf16") == "bf16" and reranker.bf16 is True
+    assert reranker.set_precision("auto") == precision.resolve("auto", "cpu")

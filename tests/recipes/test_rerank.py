@@ -55,7 +55,9 @@ def test_rerank_stage_rows_model_and_searcher(beir_folder, tiny_model, tmp_path,
         lambda path: (events.append(f"read {path.name}"), real_load(path))[1],
     )
     out = tmp_path / "out"
-    results = pipeline.run_recipe(_config(beir_folder(), out, tiny_model, **RERANK))
+    # fp32: the rows are compared with pairs scored alone in fp32 below (bf16: the command test)
+    config = _config(beir_folder(), out, tiny_model, precision="fp32", **RERANK)
+    results = pipeline.run_recipe(config)
     assert list(results) == [*ROWS, "rerank", "rerank+hybrid"]
     # the reranker is trained (once) before the test qrels are read
     assert [e if isinstance(e, str) else e[0] for e in events] == [

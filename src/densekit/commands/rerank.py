@@ -22,6 +22,7 @@ from densekit.commands import run_guarded
 from densekit.commands._help import new_parser
 from densekit.data.runs import FORMATS, Run, read_run, write_run
 from densekit.errors import ConfigError, DataError
+from densekit.precision import PRECISIONS
 
 if TYPE_CHECKING:  # torch, transformers and datasets load in main(), not for --help
     from densekit.modeling.reranker import CrossEncoderReranker
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch (default), or the model exported once to onnx / openvino")  # fmt: skip
     add("--quantize", choices=("int8",), default=None, help="int8 weights (onnx/openvino)")
     add("--export_dir", default=None, help="export cache (default: beside the model)")
+    add("--precision", choices=PRECISIONS, default="auto",
+        help="torch backend: auto (bf16 autocast where the device does bf16 natively, else "
+        "fp32), fp32 or bf16")  # fmt: skip
     return parser
 
 
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--quantize int8 needs --backend onnx or openvino")
     if args.backend == "torch":
         reranker = CrossEncoderReranker.from_pretrained(args.model, max_len=args.max_len)
+        reranker.set_precision(args.precision)
     else:
         from densekit.inference.backends.rerank import load_reranker, sample_pairs
 

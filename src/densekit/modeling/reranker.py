@@ -192,7 +192,17 @@ class CrossEncoderReranker(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings
+        self.bf16 = False  # scoring under bf16 autocast (set_precision); weights stay as loaded
         _prepare_padding(model, tokenizer, settings.padding_side)
+
+    def set_precision(self, precision: str = "auto") -> str:
+        """Score under bf16 autocast where ``precision`` resolves to bf16 on the model's device
+        (``auto``: where the device computes bf16 natively); returns what it resolved to."""
+        from densekit.precision import resolve
+
+        device = next(self.model.parameters()).device.type
+        self.bf16 = resolve(precision, device) == "bf16"
+        return "bf16" if self.bf16 else "fp32"
 
     # ------------------------------------------------------------------ building and folders
 
@@ -485,7 +495,8 @@ class CrossEncoderReranker(nn.Module):
                     return_tensors="pt",
                 )
                 batch = {k: v.to(device) for k, v in batch.items()}
-                out[rows] = self(**batch).float().cpu().numpy()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    out[rows] = self(**batch).float().cpu().numpy()
         finally:
             self.train(was_training)
         return out

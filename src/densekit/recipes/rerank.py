@@ -268,6 +268,7 @@ def train_stage(
     reranker = CrossEncoderReranker.from_pretrained(model_dir)
     if torch.cuda.is_available():  # scoring dev (and the mined file, --distill) there
         reranker.to("cuda")
+    reranker.set_precision(config.precision)
     return reranker, training
 
 
