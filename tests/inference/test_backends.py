@@ -187,6 +187,26 @@ def test_export_is_reused_then_redone_when_the_weights_change(tiny_eos):
     assert not [p for p in Path(folder).parent.iterdir() if p.name.endswith((".tmp", ".old"))]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_pooling_is_traced_into_the_export_and_a_changed_one_exports_again(tiny_eos, backend):
+    """The graph ends at the pooling, so ``--pooling`` over the folder's setting is part of the
+    export's stamp: each mode gives torch's vectors text by text (right-padded batches of
+    different lengths), and switching mode exports again instead of reusing the other graph."""
+    tokenizer = load_tokenizer(tiny_eos)
+    texts = _scifact(0, 5)
+    statuses = []
+    for pooling in ("cls", "mean", "last", "cls"):
+        encoder = DenseEncoder.from_pretrained(tiny_eos, pooling=pooling).eval()
+        spec = ExportSpec(backend)
+        statuses.append(ensure_export(encoder, tokenizer, tiny_eos, spec)[1])
+        exported = load_backend(encoder, tokenizer, tiny_eos, backend)
+        _assert_close(
+            _encode(exported, tokenizer, texts, False),
+            _one_by_one(encoder, tokenizer, texts, False),
+        )
+    assert statuses == ["exported", "re-exported", "re-exported", "re-exported"]
+
+
 def _int8_weight_peak(folder: Path) -> int:
     """The largest |value| among the int8 weight initializers of an ONNX export."""
     import onnx

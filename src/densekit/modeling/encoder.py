@@ -241,12 +241,16 @@ class DenseEncoder(nn.Module):
 def represent(
     hidden: torch.Tensor, mask: torch.Tensor, settings: EncoderConfig, pooler: nn.Module | None
 ) -> torch.Tensor:
-    """Token states -> vectors: pooling, projection (and its activation), normalization.
+    """Token states -> vectors: pooling, then :func:`project`."""
+    return project(pool(hidden, mask, settings.pooling), settings, pooler)
 
-    One function, so the torch encoder and the ONNX/OpenVINO runners (which produce only the
-    token states) turn them into vectors identically.
+
+def project(reps: torch.Tensor, settings: EncoderConfig, pooler: nn.Module | None) -> torch.Tensor:
+    """Pooled states -> vectors: projection (and its activation), normalization.
+
+    One function, so the torch encoder and the ONNX/OpenVINO runners (whose graphs end at the
+    pooling) finish the vectors identically.
     """
-    reps = pool(hidden, mask, settings.pooling)
     if pooler is not None:
         reps = pooler(reps)
         if settings.projection_activation is not None:
@@ -320,5 +324,6 @@ __all__ = [
     "EncoderOutput",
     "load_backbone",
     "load_tokenizer",
+    "project",
     "represent",
 ]

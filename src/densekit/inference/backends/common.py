@@ -1,9 +1,11 @@
 """What the ONNX Runtime and OpenVINO backends share: where an export lives, how a stale one is
 recognised, which models can be exported, and the encoder object ``encode_texts`` drives.
 
-Only the transformer is exported (token ids + mask -> token states), as sentence-transformers
-does: pooling, the projection and normalization stay in torch (:func:`represent`), so every
-backend turns token states into vectors with the same code as the torch encoder. A cross-encoder
+An encoder tower is exported up to its pooling (token ids + mask -> one pooled state per row,
+:class:`PooledStates`, the torch encoder's own :func:`pool` traced into the graph): the runtime
+then hands back a row per text instead of a state per token, which a 256-token batch spends
+time copying. The projection and normalization stay in torch (:func:`project`), the code the
+torch encoder runs. A cross-encoder
 reranker exports its whole sequence-classification model (:class:`SequenceScores`: token ids,
 mask and token types -> one logit per pair); the exporters take either graph.
 """
@@ -30,19 +32,20 @@ from transformers.models.auto.modeling_auto import (
 from densekit.errors import ConfigError
 from densekit.inference.encode import token_ids
 from densekit.modeling.config import EncoderConfig
-from densekit.modeling.encoder import ADAPTER_CONFIG, represent
+from densekit.modeling.encoder import ADAPTER_CONFIG, project
+from densekit.modeling.pooling import pool
 
 FORMATS = ("onnx", "openvino")
 QUANTIZATIONS = ("int8",)
 EXPORT_ROOT = "densekit_export"  # beside the model's own files; never ST's onnx/ or openvino/
 # Bumped when what an export contains changes, so exports of older densekit versions are redone.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: towers end at the pooling; OpenVINO int8 activations symmetric
 INPUTS = ("input_ids", "attention_mask")
 PAIR_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _HASHED_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth")
 _SKIPPED_DIRS = {EXPORT_ROOT, "onnx", "openvino", "runs"}
 
-# token feeds (numpy int64 arrays by input name) -> token states [batch, seq, dim]
+# token feeds (numpy int64 arrays by input name) -> pooled states [batch, dim] (or logits)
 Tower = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
@@ -178,24 +181,25 @@ def check_exportable(encoder: Any, model_path: str | Path) -> None:
         raise ConfigError("the onnx/openvino backends pad on the right; use --backend torch")
 
 
-class TokenStates(nn.Module):
-    """The exported graph: token ids + mask -> last hidden states (no pooling, no head).
+class PooledStates(nn.Module):
+    """An encoder tower's exported graph: token ids + mask -> the pooled state of each row
+    (``pooling`` as the encoder pools; no projection, no normalization).
 
     Every exported graph names its inputs, its output and the output's dynamic axes, and keeps
     the HF model as ``backbone`` (the exporters read its config and attention implementation).
     """
 
-    output_name = "token_states"
-    output_axes = ("batch", "sequence")
+    output_name = "pooled_states"
+    output_axes = ("batch",)
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, pooling: str) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.backbone, self.pooling = backbone, pooling
         self.input_names = INPUTS
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        return out.last_hidden_state
+        return pool(out.last_hidden_state, attention_mask, self.pooling)
 
 
 class SequenceScores(nn.Module):
@@ -259,8 +263,8 @@ class ExportedEncoder:
     """An encoder for ``encode_texts`` / ``encode_table`` whose transformer runs in a runtime.
 
     It offers what those need from the torch ``DenseEncoder`` (``settings``, ``encode``, text
-    formatting, a device) and turns the runtime's token states into vectors with
-    :func:`represent`, the torch encoder's own pooling / projection / normalization.
+    formatting, a device) and turns the runtime's pooled states into vectors with
+    :func:`project`, the torch encoder's own projection / normalization.
     """
 
     device = torch.device("cpu")
@@ -287,7 +291,6 @@ class ExportedEncoder:
 
     def encode(self, batch: dict[str, torch.Tensor], is_query: bool) -> torch.Tensor:
         """Vectors for one tokenized (right-padded) batch, as ``DenseEncoder.encode`` gives."""
-        mask = batch["attention_mask"].cpu()
         feeds = {name: batch[name].cpu().numpy().astype(np.int64, copy=False) for name in INPUTS}
-        states = (self._query if is_query else self._passage)(feeds)
-        return represent(torch.from_numpy(np.asarray(states)), mask, self.settings, self.pooler)
+        pooled = (self._query if is_query else self._passage)(feeds)
+        return project(torch.from_numpy(np.asarray(pooled)), self.settings, self.pooler)

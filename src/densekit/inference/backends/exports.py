@@ -31,7 +31,7 @@ from densekit.inference.backends import openvino_backend, ort_backend
 from densekit.inference.backends.common import (
     ExportedEncoder,
     ExportSpec,
-    TokenStates,
+    PooledStates,
     backbones,
     calibration_feeds,
     check_exportable,
@@ -55,8 +55,8 @@ _PROBE = (
     "A longer passage about protein kinases, insulin signalling and the immune response "
     "of T cells to a vaccine, long enough to be the row that decides the padded length.",
 )
-# An fp32 export must give torch's token states to this relative tolerance; an int8 one must
-# keep the mean-pooled states pointing the same way (a broken graph gives cosines near 0).
+# An fp32 export must give torch's pooled states to this relative tolerance; an int8 one must
+# keep them pointing the same way (a broken graph gives cosines near 0).
 _FP32_TOLERANCE = 1e-3
 _INT8_MIN_COSINE = 0.9
 
@@ -92,7 +92,7 @@ Check = Callable[[str, np.ndarray, np.ndarray, dict[str, np.ndarray], ExportSpec
 
 @dataclass
 class ExportJob:
-    """What to export from one model folder: graphs by file name (``TokenStates`` of each tower,
+    """What to export from one model folder: graphs by file name (``PooledStates`` of each tower,
     ``SequenceScores`` of a reranker), the probe batch they are checked on against torch, the
     check, the OpenVINO int8 calibration feeds (made only when needed) and ``kind``, which
     keeps the fingerprints of different graphs of one folder apart."""
@@ -119,8 +119,9 @@ def ensure_export(
     require_runtime(spec)  # a missing package fails before anything is written
     folder = export_folder(model_path, spec, export_dir)
     check_exportable(encoder, model_path)
+    pooling = encoder.settings.pooling  # a flag may override the folder's: part of the stamp
     job = ExportJob(
-        graphs={name: TokenStates(model) for name, model in backbones(encoder).items()},
+        graphs={name: PooledStates(model, pooling) for name, model in backbones(encoder).items()},
         probe=lambda: _probe(tokenizer, encoder),
         check=_check_states,
         calibration=lambda: (
@@ -128,6 +129,7 @@ def ensure_export(
             if calibration_texts
             else None
         ),
+        kind=f"encoder-{pooling}-pooling",
     )
     return export_graphs(job, model_path, spec, folder, redo)
 
@@ -190,23 +192,20 @@ def _probe(tokenizer, encoder) -> dict[str, np.ndarray]:
 
 
 def _check_states(name: str, got: np.ndarray, expected: np.ndarray, sample, spec) -> None:
-    """Refuse an export whose token states differ from the torch model's on the probe batch."""
-    mask = np.asarray(sample["attention_mask"]).astype(bool)
+    """Refuse an export whose pooled states differ from the torch model's on the probe batch."""
     if got.shape != expected.shape:
         raise ConfigError(f"the {spec.name} export of {name} gives states of shape {got.shape}")
     if spec.quantize is None:
-        error = float(np.abs(got - expected)[mask].max())
-        scale = max(1.0, float(np.abs(expected[mask]).max()))
+        error = float(np.abs(got - expected).max())
+        scale = max(1.0, float(np.abs(expected).max()))
         if error > _FP32_TOLERANCE * scale:
             raise ConfigError(
                 f"the {spec.name} export of {name} does not reproduce torch "
                 f"(max difference {error:.2g}): use --backend torch for this model"
             )
         return
-    weights = mask[..., None].astype(np.float32)
-    a, b = (got * weights).sum(1), (expected * weights).sum(1)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cosine = (a * b).sum(1) / np.maximum(norms, 1e-12)
+    norms = np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1)
+    cosine = (got * expected).sum(1) / np.maximum(norms, 1e-12)
     if float(cosine.min()) < _INT8_MIN_COSINE:
         raise ConfigError(
             f"the {spec.name} export of {name} is too far from torch (cosine "

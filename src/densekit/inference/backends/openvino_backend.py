@@ -25,7 +25,7 @@ from densekit.inference.backends.common import Tower, require
 
 
 def _convert(graph: nn.Module, sample: dict[str, torch.Tensor]):
-    """``graph`` (``TokenStates`` or ``SequenceScores``) as an OpenVINO model."""
+    """``graph`` (``PooledStates`` or ``SequenceScores``) as an OpenVINO model."""
     ov = require("openvino", "openvino")
     example = {name: sample[name] for name in graph.input_names}
     try:
@@ -42,13 +42,17 @@ def _quantize(model, calibration: list[dict[str, np.ndarray]]):
     """int8 weights and activations (NNCF post-training quantisation, transformer scheme).
 
     ``ModelType.TRANSFORMER`` keeps the ops that lose accuracy in int8 (softmax, layer norm,
-    GELU inputs) in fp32; ranges come from the calibration passages.
+    GELU inputs) in fp32; ranges come from the calibration passages. The ``PERFORMANCE`` preset
+    quantises activations symmetrically: no zero points to subtract around each int8 matmul.
+    On the AMX Xeon MiniLM encoded 1.07x the passages per second of the default (mixed) preset
+    at the same dev nDCG@10 (docs/benchmarks.md §33).
     """
     nncf = require("nncf", "openvino")
     return nncf.quantize(
         model,
         nncf.Dataset(calibration),
         model_type=nncf.ModelType.TRANSFORMER,
+        preset=nncf.QuantizationPreset.PERFORMANCE,
         subset_size=len(calibration),
     )
 
@@ -78,8 +82,11 @@ def export(
         if quantize == "int8":
             model = _quantize(model, calibration)
         ov.save_model(model, str(folder / f"{name}.xml"), compress_to_fp16=False)
-    scheme = "nncf.quantize, transformer preset, weights+activations" if quantize else None
-    return {"int8_scheme": scheme, "calibration_texts": len(calibration or [])}
+    scheme = "nncf.quantize, transformer, performance preset, weights+activations"
+    return {
+        "int8_scheme": scheme if quantize else None,
+        "calibration_texts": len(calibration or []),
+    }
 
 
 def load(folder: Path, names: list[str], threads: int | None) -> dict[str, Tower]:

@@ -27,7 +27,7 @@ _BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilb
 
 
 def _trace(graph: nn.Module, sample: dict[str, torch.Tensor], path: Path) -> None:
-    """``graph`` (``TokenStates`` or ``SequenceScores``) with dynamic batch and sequence axes."""
+    """``graph`` (``PooledStates`` or ``SequenceScores``) with dynamic batch and sequence axes."""
     backbone = graph.backbone
     set_attn = getattr(backbone, "set_attn_implementation", None)
     previous = getattr(backbone.config, "_attn_implementation", None)
@@ -121,7 +121,7 @@ def export(
     quantize: str | None,
     calibration: list[dict[str, np.ndarray]] | None,
 ) -> dict:
-    """Write ``<name>.onnx`` for each graph (a tower's ``TokenStates``, a reranker's
+    """Write ``<name>.onnx`` for each graph (a tower's ``PooledStates``, a reranker's
     ``SequenceScores``) into ``folder``; returns facts for the manifest."""
     require("onnxruntime", "onnx")
     require("onnx", "onnx")
