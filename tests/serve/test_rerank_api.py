@@ -52,7 +52,8 @@ def reranked_dir(searcher_dir, reranker_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def searchers(reranked_dir):
-    return load_searchers(reranked_dir)
+    # fp32: the exactness checks below compare scores of differently padded batches
+    return load_searchers(reranked_dir, reranker_precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +195,8 @@ def test_write_searcher_folder_names_the_reranker_relatively(searchers, reranker
 
 def test_a_real_server_with_the_reranker_flag(searcher_dir, searchers, reranker_dir):
     """``densekit serve folder --reranker DIR --rerank_depth 20``: the same reranked hits."""
-    flags = ("--reranker", str(reranker_dir), "--rerank_depth", str(DEPTH), "--threads", "1")
+    flags = ("--reranker", str(reranker_dir), "--rerank_depth", str(DEPTH), "--threads", "1",
+             "--reranker_precision", "fp32")  # fmt: skip
     with serving(searcher_dir, *flags) as url, httpx.Client(base_url=url, timeout=60) as http:
         info = http.get("/info").json()
         assert info["rerank"] is True and info["rerank_depth"] == DEPTH
@@ -212,3 +214,27 @@ def test_an_exported_reranker_serves(reranked_dir, tmp_path):
         assert http.get("/info").json()["reranker_backend"] == "onnx-fp32"
         body = http.get("/search", params={"q": QUERIES[0], "k": 5, "rerank": "true"}).json()
         assert body["rerank"] is True and len(body["hits"]) == 5
+
+
+def test_the_reranker_precision_follows_the_cpu_and_the_flag(reranked_dir, monkeypatch):
+    """``auto`` scores under bf16 autocast where the CPU computes bf16 natively, fp32 elsewhere;
+    ``/info`` says which; an exported reranker has no torch precision to set."""
+    from densekit import precision
+
+    monkeypatch.setenv("DENSEKIT_PRECISION", "auto")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(precision, "native_bf16", lambda device="cpu", n=native: (n, "test"))
+        loaded = load_searchers(reranked_dir)
+        assert loaded.info["reranker_precision"] == expected
+        assert loaded.reranker.bf16 is (expected == "bf16")
+    assert load_searchers(reranked_dir, reranker_precision="fp32").reranker.bf16 is False
+
+
+def test_bf16_for_an_exported_reranker_is_refused(reranked_dir, capsys):
+    from densekit.commands import run_guarded
+    from densekit.commands.serve import main
+
+    code = run_guarded(main, [str(reranked_dir), "--reranker_backend", "onnx",
+                              "--reranker_precision", "bf16"])  # fmt: skip
+    assert code == 2
+    assert "--reranker_precision bf16 is for --reranker_backend torch" in capsys.readouterr().err

@@ -17,6 +17,7 @@ import sys
 from densekit.commands import run_guarded
 from densekit.commands._help import new_parser
 from densekit.errors import ConfigError
+from densekit.precision import PRECISIONS
 
 DEFAULT_RERANK_DEPTH, MAX_RERANK_DEPTH = 100, 1000  # as densekit.search.folder (not imported here)
 
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reranker_quantize", choices=("int8",), default=None, help="int8 (onnx/openvino)"
     )
+    p.add_argument(
+        "--reranker_precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="a torch reranker's precision (default auto: bf16 autocast where the CPU computes "
+        "bf16 natively; a query's pairs are batch work, where it pays)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument(
@@ -114,6 +122,7 @@ def _searchers(args: argparse.Namespace):
             rerank_depth=args.rerank_depth,
             reranker_backend=args.reranker_backend,
             reranker_quantize=args.reranker_quantize,
+            reranker_precision=args.reranker_precision,
         )
     if not (args.model and args.index and args.corpus):
         raise ConfigError("give a recipe output folder, or all of --model, --index and --corpus")
@@ -130,6 +139,7 @@ def _searchers(args: argparse.Namespace):
             args.reranker_quantize,
             args.export_dir,
             args.threads,
+            args.reranker_precision,
         )
     return searchers
 
@@ -151,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--reranker_backend and --reranker_quantize need --reranker")
     if args.reranker_quantize and args.reranker_backend == "torch":
         raise ConfigError("--reranker_quantize int8 needs --reranker_backend onnx or openvino")
+    if args.reranker_precision == "bf16" and args.reranker_backend != "torch":
+        raise ConfigError("--reranker_precision bf16 is for --reranker_backend torch")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be positive, got {args.threads}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

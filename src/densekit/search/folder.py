@@ -71,15 +71,22 @@ class Searchers:
         depth: int = DEFAULT_RERANK_DEPTH,
         name: str | None = None,
         backend: str = "torch",
+        precision: str | None = None,
     ) -> None:
-        """Add, for every mode, ``RerankingSearcher(mode's searcher, reranker, depth)``."""
+        """Add, for every mode, ``RerankingSearcher(mode's searcher, reranker, depth)``;
+        ``precision`` is what a torch reranker scores in (reported by ``/info``)."""
         check_rerank_depth(depth)
         self.reranker, self.rerank_depth = reranker, int(depth)
         self.reranking = {
             mode: RerankingSearcher(searcher, reranker, int(depth), self.corpus)
             for mode, searcher in self.by_mode.items()
         }
-        self.info.update(reranker=name, reranker_backend=backend, rerank_depth=int(depth))
+        self.info.update(
+            reranker=name,
+            reranker_backend=backend,
+            reranker_precision=precision,
+            rerank_depth=int(depth),
+        )
 
     def reranked(self, mode: str) -> RerankingSearcher:
         """The ``mode`` searcher's top ``rerank_depth`` reranked by the cross-encoder."""
@@ -204,6 +211,7 @@ def assemble_searchers(
         "hybrid_depth": depth,
         "reranker": None,
         "reranker_backend": None,
+        "reranker_precision": None,
         "rerank_depth": None,
     }
     return Searchers(corpus, encoder, {"bm25": bm25, "dense": dense, "hybrid": hybrid}, info)
@@ -220,12 +228,15 @@ def load_searchers(
     rerank_depth: int | None = None,
     reranker_backend: str = "torch",
     reranker_quantize: str | None = None,
+    reranker_precision: str = "auto",
 ) -> Searchers:
     """Every searcher of a searcher folder (or of a recipe output holding ``searcher/``).
 
     Queries are encoded in fp32 by default: one short query at a time, bf16 autocast costs more
     (casting the weights on every call) than it saves. ``reranker`` (default: the folder's own,
-    if it names one) adds each mode reranked to ``rerank_depth`` (default: the folder's, or 100).
+    if it names one) adds each mode reranked to ``rerank_depth`` (default: the folder's, or 100),
+    scored under bf16 autocast where ``reranker_precision`` resolves to bf16: a query's 100
+    pairs are batch work, where bf16 scored 2.39x faster (docs/benchmarks.md §32).
     """
     folder = find_manifest(path)
     manifest = _read_manifest(folder)
@@ -258,7 +269,14 @@ def load_searchers(
     if reranker is not None:
         depth = rerank_depth or manifest.get("rerank_depth") or DEFAULT_RERANK_DEPTH
         add_reranker(
-            searchers, reranker, depth, reranker_backend, reranker_quantize, export_dir, threads
+            searchers,
+            reranker,
+            depth,
+            reranker_backend,
+            reranker_quantize,
+            export_dir,
+            threads,
+            reranker_precision,
         )
     elif reranker_backend != "torch" or reranker_quantize:
         raise ConfigError("a reranker backend or quantization needs a reranker")
@@ -273,13 +291,16 @@ def add_reranker(
     quantize: str | None = None,
     export_dir: str | None = None,
     threads: int | None = None,
+    precision: str = "auto",
 ) -> Searchers:
-    """Load the cross-encoder folder ``path`` (on ``backend``) into ``searchers``."""
+    """Load the cross-encoder folder ``path`` (on ``backend``) into ``searchers``; a torch
+    reranker scores in ``precision`` (an exported one in its export's own)."""
     from densekit.inference.backends.rerank import load_reranker
 
     check_rerank_depth(depth)
     reranker = load_reranker(path, backend, quantize, export_dir, threads)
-    searchers.add_reranker(reranker, depth, str(path), reranker.backend)
+    used = reranker.set_precision(precision) if backend == "torch" else None
+    searchers.add_reranker(reranker, depth, str(path), reranker.backend, used)
     return searchers
 
 
