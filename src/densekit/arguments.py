@@ -206,11 +206,18 @@ class DataArguments:
             "(query, judged positive) pair"
         },
     )
+    max_positives: int | None = field(
+        default=None,
+        metadata={
+            "help": "with --train_positives all: at most this many examples per query per epoch, "
+            "their positives drawn afresh each epoch (by grade where graded); none: every one"
+        },
+    )
     positive_sampling: str = field(
         default="grade",
         metadata={
-            "help": "grade: with --train_positives one, a positive is drawn in proportion to its "
-            "graded label (pos_grades) where the data grades them; uniform: every positive alike"
+            "help": "grade: a positive is drawn in proportion to its graded label (pos_grades) "
+            "where the data grades them; uniform: every positive alike"
         },
     )
     passage_selection_strategy: str | None = field(
@@ -232,6 +239,8 @@ class DataArguments:
             raise ConfigError("--pad_to_multiple_of must be 0 (off) or positive")
         if self.train_positives not in ("one", "all"):
             raise ConfigError(f"--train_positives {self.train_positives!r}: expected one or all")
+        if self.max_positives is not None and self.max_positives < 1:
+            raise ConfigError(f"--max_positives must be 1 or more, got {self.max_positives}")
         if self.positive_sampling not in ("grade", "uniform"):
             raise ConfigError(
                 f"--positive_sampling {self.positive_sampling!r}: expected grade or uniform"

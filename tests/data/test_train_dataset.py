@@ -225,6 +225,58 @@ def test_passage_ids_name_passages_and_every_positive(tmp_path, write_jsonl):
     assert 0 <= by_text < 2**63
 
 
+def test_capped_all_positives_draw_distinct_positives_afresh_each_epoch(tmp_path, write_jsonl):
+    """``max_positives=3``: a row with 6 positives gives 3 items per epoch with 3 different
+    positives, other ones in other epochs (all 6 within 30 epochs); rows at or under the cap
+    give exactly what the uncapped dataset gives."""
+    rows = [
+        {"query": f"query {i}", "pos": [f"pos {i}.{j}" for j in range(k)],
+         "neg": [f"neg {i}.{j}" for j in range(4)]}
+        for i, k in enumerate((1, 3, 6))
+    ]  # fmt: skip
+    records = load_train(write_jsonl(tmp_path / "t.jsonl", rows))
+    capped = TrainDataset(records, group_size=2, positives="all", max_positives=3)
+    uncapped = TrainDataset(records, group_size=2, positives="all")
+    assert len(capped) == 1 + 3 + 3 and len(uncapped) == 1 + 3 + 6
+    seen = set()
+    for epoch in range(30):
+        items = _epoch_items(capped, epoch)
+        targets = [item["passages"][0] for item in items if item["query"] == "query 2"]
+        assert len(targets) == len(set(targets)) == 3
+        seen |= set(targets)
+        under = [item for item in items if item["query"] != "query 2"]
+        full = [item for item in _epoch_items(uncapped, epoch) if item["query"] != "query 2"]
+        assert under == full
+    assert seen == {f"pos 2.{j}" for j in range(6)}
+    with pytest.raises(Exception, match="max_positives"):
+        TrainDataset(records, group_size=2, positives="all", max_positives=0)
+
+
+def test_capped_draws_follow_the_grades_without_replacement(tmp_path, write_jsonl):
+    """Grades [1, 1, 1, 1, 1, 5], 2 drawn per epoch: the grade-5 positive is among them with
+    probability 5/10 + 5 * (1/10) * (5/9) = 0.7778 (drawn first, or second after one of the
+    others: each draw in proportion to the grades left), within 6 sigma over 3,000 epochs;
+    uniform: 2/6."""
+    rows = [{"query": "q", "pos": [f"p{j}" for j in range(6)], "neg": ["n"],
+             "pos_grades": [1, 1, 1, 1, 1, 5]}]  # fmt: skip
+    records = load_train(write_jsonl(tmp_path / "t.jsonl", rows))
+    draws = 3000
+
+    def share(sampling):
+        dataset = TrainDataset(
+            records, group_size=2, positives="all", max_positives=2, positive_sampling=sampling
+        )
+        hits = 0
+        for epoch in range(draws):
+            targets = {item["passages"][0] for item in _epoch_items(dataset, epoch)}
+            assert len(targets) == 2
+            hits += "p5" in targets
+        return hits / draws
+
+    for sampling, p in (("grade", 0.5 + 5 * 0.1 * 5 / 9), ("uniform", 2 / 6)):
+        assert abs(share(sampling) - p) <= 6 * (p * (1 - p) / draws) ** 0.5, sampling
+
+
 def test_graded_positives_are_drawn_in_proportion_to_their_grade(tmp_path, write_jsonl):
     """``pos_grades`` [1, 3]: the grade-3 positive is drawn 3/4 of the time (a binomial
     frequency within 6 sigma over 2,000 epochs); ``uniform`` and a row without grades: 1/2."""

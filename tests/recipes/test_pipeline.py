@@ -117,9 +117,10 @@ def test_recipe_keeps_the_best_dev_checkpoint(beir_folder, tiny_model, tmp_path,
     results = pipeline.run_recipe(config)
     kept = json.loads((out / "results.json").read_text())["kept_checkpoint"]
     steps = [step for step, _ in kept["evaluations"]]
-    pairs = sum(
-        1 for judged in load_data(config).train_qrels.values() for r in judged.values() if r > 0
-    )
+    judged = [
+        sum(r > 0 for r in qrels.values()) for qrels in load_data(config).train_qrels.values()
+    ]
+    pairs = sum(min(k, config.max_positives) for k in judged)  # at most 4 per query
     per_epoch = pairs // 8  # one example per (query, positive) pair, batch 8, last one dropped
     assert pairs > 24  # some of the 24 train queries have several positives
     assert steps == [per_epoch, 2 * per_epoch, 3 * per_epoch]  # one evaluation per epoch
@@ -330,5 +331,67 @@ def test_train_seed_seeds_fine_tuning_alone(monkeypatch, tmp_path, train_seed, w
     monkeypatch.setattr(fine_tuning, "train", lambda m, d, t, e: seen.setdefault("seed", t.seed))
     monkeypatch.setattr(fine_tuning, "kept_checkpoint", lambda trainer: {})
     config = RecipeConfig(output_dir=str(tmp_path), train_seed=train_seed)
-    pipeline.fine_tune(config, "base", tmp_path / "train.jsonl", tmp_path / "model")
+    pipeline.fine_tune(config, "base", _mined(tmp_path / "train.jsonl", [1]), tmp_path / "model")
     assert seen["seed"] == want and config.seed == 2026
+
+
+def _mined(path: Path, positives_per_query: list[int]) -> Path:
+    """A recipe-mined file (Tevatron v1 rows) whose queries have the given positive counts."""
+    rows = [
+        {
+            "query_id": str(i),
+            "query": f"query {i}",
+            "positive_passages": [
+                {"docid": f"{i}.{j}", "title": "", "text": "t"} for j in range(k)
+            ],
+            "negative_passages": [{"docid": f"n{i}", "title": "", "text": "n"}],
+        }
+        for i, k in enumerate(positives_per_query)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_auto_trains_on_every_positive_where_queries_average_two_or_more(tmp_path):
+    """``auto`` is ``all`` from a mean of 2 judged positives per training query (SciFact's
+    1.1 stays ``one``); an explicit setting is kept whatever the data."""
+    few = _mined(tmp_path / "few.jsonl", [1, 1, 1, 2])  # mean 1.25
+    many = _mined(tmp_path / "many.jsonl", [1, 3])  # mean 2.0
+    assert fine_tuning.training_positives("auto", few) == ("one", 1.25)
+    assert fine_tuning.training_positives("auto", many) == ("all", 2.0)
+    assert fine_tuning.training_positives("one", many)[0] == "one"
+    assert fine_tuning.training_positives("all", few)[0] == "all"
+
+
+@pytest.mark.parametrize(
+    ("counts", "positives", "cap"), [([1, 1, 2], "one", None), ([6, 9], "all", 3)]
+)
+def test_fine_tune_hands_the_resolved_positives_and_cap_to_training(
+    tmp_path, monkeypatch, counts, positives, cap
+):
+    """What ``auto`` decides reaches the data arguments: ``all`` with ``--max_positives``,
+    ``one`` without a cap."""
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(model_args, data_args, training_args, evaluator):
+        seen.update(positives=data_args.train_positives, cap=data_args.max_positives)
+        raise Stop
+
+    monkeypatch.setattr(fine_tuning, "train", fake_train)
+    config = RecipeConfig(max_positives=3)
+    with pytest.raises(Stop):
+        fine_tuning.fine_tune(config, "base", _mined(tmp_path / "m.jsonl", counts), tmp_path / "m")
+    assert seen == {"positives": positives, "cap": cap}
+
+
+def test_recipe_refuses_unknown_positive_settings(tmp_path):
+    from densekit.errors import ConfigError
+
+    for bad, match in (({"train_positives": "some"}, "one, all or auto"),
+                       ({"max_positives": 0}, "max_positives")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            pipeline.run_recipe(RecipeConfig(output_dir=str(tmp_path / "o"), **bad))
+    assert not (tmp_path / "o").exists()

@@ -62,3 +62,21 @@ def test_positive_sampling_flag_reaches_the_dataset(tmp_path, write_jsonl, sampl
     assert dataset.graded is (sampling == "grade")
     with pytest.raises(ConfigError, match="grade or uniform"):
         DataArguments(dataset_path="x", positive_sampling="top")
+
+
+def test_max_positives_flag_caps_the_all_positives_epoch(tmp_path, write_jsonl):
+    """``--train_positives all --max_positives 2``: a query with 5 positives gives 2 examples."""
+    from types import SimpleNamespace
+
+    from densekit.data.formatting import TextFormat
+    from densekit.training.run import build_dataset
+
+    rows = [{"query": "q", "pos": list("abcde"), "neg": ["n"]}, {"query": "r", "pos": ["f"]}]
+    path = str(write_jsonl(tmp_path / "t.jsonl", rows))
+    formats = SimpleNamespace(settings=TextFormat())
+    capped = DataArguments(dataset_path=path, train_positives="all", max_positives=2)
+    assert len(build_dataset(capped, formats, seed=1)) == 2 + 1
+    every = DataArguments(dataset_path=path, train_positives="all")
+    assert len(build_dataset(every, formats, seed=1)) == 5 + 1
+    with pytest.raises(ConfigError, match="max_positives"):
+        DataArguments(dataset_path=path, max_positives=0)

@@ -80,9 +80,11 @@ class TrainDataset(Dataset):
     passages given only by id. ``scores`` holds teacher scores when every row has them.
     ``text_format`` (the encoder's config, normally) turns queries and passages into text.
     ``positives``: ``"one"`` positive sampled per query per epoch (Tevatron's way), or ``"all"``:
-    one item per (query, positive) pair. ``positive_sampling``: with ``"one"``, ``"grade"`` draws
-    a record's positive in proportion to its ``pos_grades`` where it has them, ``"uniform"``
-    draws every positive alike.
+    one item per (query, positive) pair; ``max_positives`` caps ``"all"`` at that many items per
+    query, whose positives are drawn afresh each epoch without replacement (so every positive
+    is seen over the epochs, and an epoch's length stays bounded on data with dozens of judged
+    positives per query). ``positive_sampling``: ``"grade"`` draws a record's positive(s) in
+    proportion to its ``pos_grades`` where it has them, ``"uniform"`` draws every positive alike.
     """
 
     def __init__(
@@ -94,9 +96,12 @@ class TrainDataset(Dataset):
         seed: int = 42,
         positives: str = "one",
         positive_sampling: str = "grade",
+        max_positives: int | None = None,
     ) -> None:
         if positives not in POSITIVES:
             raise DataError("training data", f"positives={positives!r}: use one or all")
+        if max_positives is not None and max_positives < 1:
+            raise DataError("training data", f"max_positives={max_positives}: use 1 or more")
         if positive_sampling not in POSITIVE_SAMPLING:
             raise DataError(
                 "training data", f"positive_sampling={positive_sampling!r}: use grade or uniform"
@@ -108,16 +113,20 @@ class TrainDataset(Dataset):
         self.text_format = text_format or TextFormat()
         self.seed = seed
         self.epoch = 0
+        self.max_positives = max_positives
         self.pairs = self._positive_pairs() if positives == "all" else None
         self.has_scores = self._all_rows_have_scores()
         self._check_ids_resolvable()
         self._log_repairs()
 
     def _positive_pairs(self) -> np.ndarray:
-        """``[(row, positive index)]`` for every positive of every row, in row order."""
+        """``[(row, slot)]``: a slot per positive of every row (at most ``max_positives``), in
+        row order; an uncapped slot is the positive's index."""
         counts = pc.list_value_length(self.records.data.column("pos")).to_numpy(
             zero_copy_only=False
         )
+        if self.max_positives is not None:
+            counts = np.minimum(counts, self.max_positives)
         rows = np.repeat(np.arange(len(counts)), counts)
         starts = np.repeat(np.cumsum(counts) - counts, counts)
         return np.stack([rows, np.arange(len(rows)) - starts], axis=1)
@@ -204,12 +213,30 @@ class TrainDataset(Dataset):
                 out.append(rng.choice(self.records[other]["pos"]))
         return out
 
-    def _pick_positive(self, rng: random.Random, row: dict[str, Any]) -> int:
-        count = len(row["pos"])
+    def _weights(self, row: dict[str, Any]) -> list[float] | None:
+        """The row's positives' grades as sampling weights (None: draw them alike)."""
         grades = row.get("pos_grades")
         if self.graded and grades and len(set(grades)) > 1:  # equal grades: as binary data
-            return rng.choices(range(count), weights=grades)[0]
-        return rng.randrange(count)
+            return grades
+        return None
+
+    def _pick_positive(self, rng: random.Random, row: dict[str, Any]) -> int:
+        weights = self._weights(row)
+        if weights:
+            return rng.choices(range(len(row["pos"])), weights=weights)[0]
+        return rng.randrange(len(row["pos"]))
+
+    def _epoch_positives(self, row: dict[str, Any], record: int) -> list[int]:
+        """The ``max_positives`` positives a capped row trains on this epoch: drawn without
+        replacement (by grade: each draw in proportion to the grades left), the same for all
+        the row's slots of the epoch, fresh the next epoch."""
+        rng = random.Random(f"positives/{self.seed}/{self.epoch}/{record}")
+        weights = self._weights(row)
+        if weights is None:
+            return rng.sample(range(len(row["pos"])), self.max_positives)
+        # Efraimidis-Spirakis: the largest keys u^(1/w) are a weighted draw without replacement
+        keys = [rng.random() ** (1.0 / w) for w in weights]
+        return sorted(range(len(keys)), key=keys.__getitem__, reverse=True)[: self.max_positives]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         rng = random.Random(hash((self.seed, self.epoch, index)))
@@ -219,6 +246,8 @@ class TrainDataset(Dataset):
         else:
             record, pos_index = (int(v) for v in self.pairs[index])
             row = self.records[record]
+            if self.max_positives is not None and len(row["pos"]) > self.max_positives:
+                pos_index = self._epoch_positives(row, record)[pos_index]
             index = record  # random fill-ins exclude this query's own row
         chosen = [row["pos"][pos_index]]
         scores = [row["pos_scores"][pos_index]] if self.has_scores else []

@@ -6,12 +6,14 @@ Used by the first round (InfoNCE on the mined file) and by the optional distilla
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
 from densekit.arguments import DataArguments, ModelArguments, RetrievalTrainingArguments
+from densekit.data.readers import parse_train_row
 from densekit.data.runs import Run
 from densekit.evaluation.exact import ExactEvaluator
 from densekit.recipes.config import RecipeConfig
@@ -20,6 +22,24 @@ from densekit.training.run import train
 from densekit.training.trainer import RetrievalTrainer
 
 logger = logging.getLogger("densekit.recipe")
+
+# ``--train_positives auto`` trains on every judged positive from this mean per query on
+MANY_POSITIVES = 2.0
+
+
+def training_positives(setting: str, train_file: Path) -> tuple[str, float]:
+    """``one`` or ``all`` for ``setting`` (``auto`` decided by the mined file), and the mean
+    judged positives per training query. SciFact (1.1 per query) trained better on one
+    positive per epoch; a keyword-query collection with 9 per query far better on all of them
+    (docs/benchmarks.md §19, §34): one positive per epoch leaves most judged documents unseen."""
+    with open(train_file, encoding="utf-8") as handle:
+        rows = [
+            parse_train_row(json.loads(line), train_file, n) for n, line in enumerate(handle, 1)
+        ]
+    mean = sum(len(row["pos"]) for row in rows) / max(len(rows), 1)
+    if setting != "auto":
+        return setting, mean
+    return ("all" if mean >= MANY_POSITIVES else "one"), mean
 
 
 def fine_tune(
@@ -38,6 +58,12 @@ def fine_tune(
     searched exactly at each evaluation and the best checkpoint is kept; returns which.
     ``loss``, ``group_size``, ``epochs`` and ``learning_rate`` override the config's (the
     distillation round's own settings)."""
+    positives, mean = training_positives(config.train_positives, train_file)
+    logger.info(
+        "training on %s judged positive(s) per query per epoch (%.1f per training query)",
+        "one" if positives == "one" else f"up to {config.max_positives}",
+        mean,
+    )
     evaluating = evaluator is not None and config.eval_strategy != "no"
     schedule = config.eval_strategy if evaluating else "no"
     steps = config.eval_steps if schedule == "steps" else None
@@ -52,7 +78,8 @@ def fine_tune(
         train_group_size=group_size or config.group_size,
         query_max_len=config.query_max_len,
         passage_max_len=config.passage_max_len,
-        train_positives=config.train_positives,
+        train_positives=positives,
+        max_positives=config.max_positives if positives == "all" else None,
         positive_sampling=config.positive_sampling,
     )
     training_args = RetrievalTrainingArguments(
@@ -81,7 +108,7 @@ def fine_tune(
         report_to=[],
     )
     trainer = train(model_args, data_args, training_args, evaluator if evaluating else None)
-    return kept_checkpoint(trainer)
+    return {**kept_checkpoint(trainer), "positives": positives}
 
 
 def kept_checkpoint(trainer: RetrievalTrainer) -> dict[str, Any]:

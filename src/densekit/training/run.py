@@ -75,6 +75,7 @@ def build_dataset(
         seed=seed,
         positives=data_args.train_positives,
         positive_sampling=data_args.positive_sampling,
+        max_positives=data_args.max_positives,
     )
 
 
