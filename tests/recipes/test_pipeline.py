@@ -16,7 +16,9 @@ from densekit.recipes.config import RecipeConfig
 from densekit.recipes.data import load_data
 from densekit.search import load_searcher
 
-SMALL = {"epochs": 1, "batch_size": 8, "passage_max_len": 32, "negatives": 3, "mine_from": 0}
+# "one": the fixture averages 2+ positives per query, where auto would multiply the epochs
+SMALL = {"epochs": 1, "batch_size": 8, "passage_max_len": 32, "negatives": 3, "mine_from": 0,
+         "train_positives": "one"}  # fmt: skip
 
 
 def _config(folder, out, tiny_model, **extra):
@@ -352,39 +354,51 @@ def _mined(path: Path, positives_per_query: list[int]) -> Path:
     return path
 
 
-def test_auto_trains_on_every_positive_where_queries_average_two_or_more(tmp_path):
-    """``auto`` is ``all`` from a mean of 2 judged positives per training query (SciFact's
-    1.1 stays ``one``); an explicit setting is kept whatever the data."""
+def test_auto_multiplies_the_epochs_where_queries_average_two_or_more_positives(tmp_path):
+    """``auto`` samples one positive per epoch; from a mean of 2 judged positives per training
+    query it multiplies the epochs by the rounded mean, at most the cap (SciFact's 1.1: x1);
+    an explicit setting is kept whatever the data, unmultiplied."""
     few = _mined(tmp_path / "few.jsonl", [1, 1, 1, 2])  # mean 1.25
-    many = _mined(tmp_path / "many.jsonl", [1, 3])  # mean 2.0
-    assert fine_tuning.training_positives("auto", few) == ("one", 1.25)
-    assert fine_tuning.training_positives("auto", many) == ("all", 2.0)
-    assert fine_tuning.training_positives("one", many)[0] == "one"
-    assert fine_tuning.training_positives("all", few)[0] == "all"
+    some = _mined(tmp_path / "some.jsonl", [1, 2, 2, 4])  # mean 2.25
+    many = _mined(tmp_path / "many.jsonl", [6, 9])  # mean 7.5
+    assert fine_tuning.training_positives("auto", few, 4) == ("one", 1, 1.25)
+    assert fine_tuning.training_positives("auto", some, 4) == ("one", 2, 2.25)
+    assert fine_tuning.training_positives("auto", many, 4) == ("one", 4, 7.5)
+    assert fine_tuning.training_positives("one", many, 4) == ("one", 1, 7.5)
+    assert fine_tuning.training_positives("all", few, 4) == ("all", 1, 1.25)
 
 
 @pytest.mark.parametrize(
-    ("counts", "positives", "cap"), [([1, 1, 2], "one", None), ([6, 9], "all", 3)]
+    ("setting", "counts", "want"),
+    [
+        ("auto", [1, 1, 2], ("one", None, 2.0)),
+        ("auto", [2, 4], ("one", None, 3 * 2.0)),
+        ("all", [6, 9], ("all", 3, 2.0)),
+    ],
 )
-def test_fine_tune_hands_the_resolved_positives_and_cap_to_training(
-    tmp_path, monkeypatch, counts, positives, cap
+def test_fine_tune_hands_the_resolved_positives_epochs_and_cap_to_training(
+    tmp_path, monkeypatch, setting, counts, want
 ):
-    """What ``auto`` decides reaches the data arguments: ``all`` with ``--max_positives``,
-    ``one`` without a cap."""
+    """What ``auto`` decides reaches the trainer's arguments: the sampling, the cap (only
+    with ``all``) and the epochs (2 configured; x3 for a mean of 3 judged positives)."""
     seen = {}
 
     class Stop(Exception):
         pass
 
     def fake_train(model_args, data_args, training_args, evaluator):
-        seen.update(positives=data_args.train_positives, cap=data_args.max_positives)
+        seen["got"] = (
+            data_args.train_positives,
+            data_args.max_positives,
+            training_args.num_train_epochs,
+        )
         raise Stop
 
     monkeypatch.setattr(fine_tuning, "train", fake_train)
-    config = RecipeConfig(max_positives=3)
+    config = RecipeConfig(train_positives=setting, max_positives=3, epochs=2.0)
     with pytest.raises(Stop):
         fine_tuning.fine_tune(config, "base", _mined(tmp_path / "m.jsonl", counts), tmp_path / "m")
-    assert seen == {"positives": positives, "cap": cap}
+    assert seen["got"] == want
 
 
 def test_recipe_refuses_unknown_positive_settings(tmp_path):

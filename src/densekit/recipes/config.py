@@ -44,9 +44,9 @@ class RecipeConfig:
     mine_from: int = 3
     mine_to: int = 50
     mine_shift: bool = True  # a query with k judged positives is mined from rank max(from, k)
-    # auto: all where the training queries average 2+ judged positives, else one (§34)
+    # auto: one per epoch, epochs x judged positives (<= max_positives) where they average 2+
     train_positives: str = "auto"
-    max_positives: int = 4  # with all: examples per query per epoch (bounds an epoch's length)
+    max_positives: int = 4  # bounds auto's epoch factor and all's examples per query per epoch
     positive_sampling: str = "grade"  # a no-op on binary qrels (SciFact): every grade is 1
     mask_false_negatives: bool = True
     depth: int = 100
@@ -165,11 +165,11 @@ HELP = {
     "mine_shift": "a query with k judged positives is mined from rank max(--mine_from, k), same "
     "window width: many judged documents suggest unjudged relevant ones near the top (true/false)",
     "train_positives": "one: a positive sampled per query per epoch; all: one training example "
-    "per (query, judged positive) pair, up to --max_positives per query, so epochs grow with "
-    "the judged positives; auto: all where the training queries average 2 or more judged "
-    "positives (one was better on SciFact's 1.1, all far better on many-positive data)",
-    "max_positives": "with all: at most this many examples per query per epoch, their positives "
-    "drawn afresh each epoch (by grade where graded)",
+    "per (query, judged positive) pair, up to --max_positives per query; auto: one, and where "
+    "the training queries average 2 or more judged positives, the epochs multiplied by that "
+    "mean (rounded, at most --max_positives) so training reaches the judged documents",
+    "max_positives": "auto's largest epoch factor; with all, the most examples per query per "
+    "epoch, their positives drawn afresh each epoch (by grade where graded)",
     "positive_sampling": "grade: where the qrels grade a query's positives, its positive each "
     "epoch is drawn in proportion to the grade (the gain nDCG counts), so the most relevant are "
     "trained on most; uniform: every judged positive alike (the same on binary qrels)",
