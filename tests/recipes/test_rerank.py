@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,9 @@ def test_rerank_stage_rows_model_and_searcher(beir_folder, tiny_model, tmp_path,
         alone = {d: float(reranker.score([texts[qid]], [docs[d]])[0]) for d in candidates}
         assert set(reranked[qid]) == set(candidates)
         assert reranked[qid] == pytest.approx(alone, abs=1e-4)
-        assert list(reranked[qid]) == sorted(alone, key=lambda d: -alone[d])
+        # best first by the pair-alone scores; near-ties (batched vs alone kernels) may swap
+        order = [alone[d] for d in reranked[qid]]
+        assert all(a >= b - 1e-4 for a, b in pairwise(order))
     # the searcher folder names the reranker: the served mode reranked gives the same top 10
     searchers = load_searchers(out)
     assert searchers.rerank_depth == 10 and searchers.reranker is not None
