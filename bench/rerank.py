@@ -20,6 +20,8 @@ Variants (batch ``--batch_size``, ``--threads`` threads everywhere):
   dk-ov         load_reranker(backend="openvino"), fp32
   dk-ov-int8    load_reranker(backend="openvino", quantize="int8") (NNCF, calibrated on
                 ``--calibration`` pairs of the *training* queries' BM25 run)
+  dk-...-paircall   any dk variant tokenising with the tokenizer's own pair call (every passage
+                whole, per pair) instead of densekit's PairTokenizer: the tokenising's share
   st-torch      sentence_transformers.CrossEncoder(folder).predict, fp32
   st-onnx       CrossEncoder(folder, backend="onnx")     } only where optimum is installed; in
   st-ov         CrossEncoder(folder, backend="openvino") } densekit's .venv it is not (see end)
@@ -61,6 +63,7 @@ from densekit.inference.backends.rerank import load_reranker, sample_pairs
 
 DK = DENSEKIT_VARIANTS
 ST = {"st-torch": "torch", "st-onnx": "onnx", "st-ov": "openvino"}
+PAIR_CALL = "-paircall"
 WANTED_FLAGS = ("avx2", "avx512", "amx", "avx_vnni")
 
 
@@ -183,12 +186,14 @@ def main() -> None:
     for name in variants:
         start = time.perf_counter()
         try:
-            if name in DK:
-                backend, quantize = DK[name]
+            if name.removesuffix(PAIR_CALL) in DK:
+                backend, quantize = DK[name.removesuffix(PAIR_CALL)]
                 model = load_reranker(
                     str(folder), backend, quantize, str(work / "exports"), args.threads,
                     calibration if quantize else None, max_len=args.max_len,
                 )  # fmt: skip
+                if name.endswith(PAIR_CALL):
+                    model._pair_tokenizers[args.max_len] = None  # the tokenizer's pair call
                 models[name] = model
             else:
                 from sentence_transformers import CrossEncoder
@@ -206,7 +211,7 @@ def main() -> None:
     names = list(models)
 
     def score(name: str, subset) -> np.ndarray:
-        if name in DK:
+        if name.startswith("dk-"):
             return models[name].logits(subset, args.batch_size)
         out = models[name].predict(subset, batch_size=args.batch_size, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32)

@@ -51,6 +51,7 @@ from transformers import (
 
 from densekit.data.formatting import TextFormat
 from densekit.errors import ConfigError, DataError
+from densekit.modeling.pair_tokens import PairTokenizer, pad
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ class CrossEncoderReranker(nn.Module):
         self.tokenizer = tokenizer
         self.settings = settings
         self.bf16 = False  # scoring under bf16 autocast (set_precision); weights stay as loaded
+        self._pair_tokenizers: dict[int, PairTokenizer | None] = {}  # by max length, built once
         _prepare_padding(model, tokenizer, settings.padding_side)
 
     def set_precision(self, precision: str = "auto") -> str:
@@ -473,13 +475,7 @@ class CrossEncoderReranker(nn.Module):
             return np.zeros(0, dtype=np.float32)
         if batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {batch_size}")
-        encoded = self.tokenizer(
-            [q for q, _ in pairs],
-            [p for _, p in pairs],
-            max_length=max_len or self.settings.max_len,
-            truncation=True,
-            padding=False,
-        )
+        encoded = self._encode_pairs(pairs, max_len or self.settings.max_len)
         order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
         keys = list(encoded.keys())
         out = np.zeros(len(pairs), dtype=np.float32)
@@ -489,17 +485,29 @@ class CrossEncoderReranker(nn.Module):
         try:
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
-                batch = self.tokenizer.pad(
-                    {key: [encoded[key][i] for i in rows] for key in keys},
-                    padding=True,
-                    return_tensors="pt",
-                )
+                batch = pad(self.tokenizer, {key: [encoded[key][i] for i in rows] for key in keys})
                 batch = {k: v.to(device) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     out[rows] = self(**batch).float().cpu().numpy()
         finally:
             self.train(was_training)
         return out
+
+    def _encode_pairs(self, pairs: Sequence[tuple[str, str]], max_len: int) -> Mapping[str, list]:
+        """Unpadded token ids (and type ids, mask) of the pairs, truncated longest-first: each
+        distinct text tokenised once where the tokenizer allows it (:mod:`pair_tokens`)."""
+        if max_len not in self._pair_tokenizers:
+            self._pair_tokenizers[max_len] = PairTokenizer.build(self.tokenizer, max_len)
+        fast = self._pair_tokenizers[max_len]
+        if fast is not None:
+            return fast(pairs)
+        return self.tokenizer(
+            [q for q, _ in pairs],
+            [p for _, p in pairs],
+            max_length=max_len,
+            truncation=True,
+            padding=False,
+        )
 
     def score(
         self,
