@@ -25,6 +25,11 @@ Variants (batch ``--batch_size``, ``--threads`` threads everywhere):
   st-torch      sentence_transformers.CrossEncoder(folder).predict, fp32
   st-onnx       CrossEncoder(folder, backend="onnx")     } only where optimum is installed; in
   st-ov         CrossEncoder(folder, backend="openvino") } densekit's .venv it is not (see end)
+  st-onnx-q8    ST's export_dynamic_quantized_onnx_model(model, "avx512_vnni" where the CPU has
+                it, else "avx2"), loaded with backend="onnx"
+  st-ov-q8      ST's export_static_quantized_openvino_model(model, OVQuantizationConfig(), ...)
+                calibrated on the same training-query pairs as dk-ov-int8, backend="openvino"
+                (ST's quantised exports go to a copy of the folder in ``--work_dir``)
 
 Throughput: every variant scores all pairs ``--rounds`` times, rounds alternating the variants
 (order rotated each round), median seconds per round. Quality: each variant's scores of the
@@ -45,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -62,7 +68,13 @@ from densekit.evaluation.metrics import evaluate
 from densekit.inference.backends.rerank import load_reranker, sample_pairs
 
 DK = DENSEKIT_VARIANTS
-ST = {"st-torch": "torch", "st-onnx": "onnx", "st-ov": "openvino"}
+ST = {
+    "st-torch": "torch",
+    "st-onnx": "onnx",
+    "st-onnx-q8": "onnx",
+    "st-ov": "openvino",
+    "st-ov-q8": "openvino",
+}
 PAIR_CALL = "-paircall"
 WANTED_FLAGS = ("avx2", "avx512", "amx", "avx_vnni")
 
@@ -120,6 +132,47 @@ def bm25_run(work: Path, qrels_path: Path, depth: int) -> dict[str, dict[str, fl
 
 def top_docids(hits: dict[str, float], depth: int) -> list[str]:
     return [d for d, _ in sorted(hits.items(), key=lambda x: (-x[1], x[0]))[:depth]]
+
+
+def st_cross_encoder(name: str, folder: Path, work: Path, calibration, max_len: int):
+    """sentence-transformers' CrossEncoder for variant ``name``, quantised its own way."""
+    from sentence_transformers import CrossEncoder
+
+    if not name.endswith("-q8"):
+        return CrossEncoder(str(folder), device="cpu", backend=ST[name], max_length=max_len)
+    from sentence_transformers.backend import (
+        export_dynamic_quantized_onnx_model,
+        export_static_quantized_openvino_model,
+    )
+
+    copy = work / f"{name}-{folder.name}"  # fresh: saving over a memory-mapped model crashes
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("checkpoint-*"))
+    fp32 = CrossEncoder(str(copy), device="cpu", backend=ST[name], max_length=max_len)
+    fp32.save_pretrained(str(copy))  # onnx/model.onnx or openvino/openvino_model.xml
+    if name == "st-onnx-q8":
+        config = "avx512_vnni" if "avx512_vnni" in cpu_flags() else "avx2"
+        export_dynamic_quantized_onnx_model(fp32, config, str(copy))
+        (quantized,) = copy.glob(f"onnx/model_q*int8_{config}.onnx")
+        file_name = quantized.relative_to(copy).as_posix()
+    else:
+        from optimum.intel import OVQuantizationConfig
+
+        data = work / "st-calibration"
+        data.mkdir(exist_ok=True)
+        with open(data / "train.jsonl", "w", encoding="utf-8") as handle:
+            for query, passage in calibration:  # a list of two texts: tokenised as a pair
+                handle.write(json.dumps({"pair": [query, passage]}) + "\n")
+        export_static_quantized_openvino_model(
+            fp32, OVQuantizationConfig(num_samples=len(calibration)), str(copy),
+            dataset_name=str(data), dataset_config_name="default", dataset_split="train",
+            column_name="pair",
+        )  # fmt: skip
+        file_name = "openvino/openvino_model_qint8_quantized.xml"
+    return CrossEncoder(
+        str(copy), device="cpu", backend=ST[name], max_length=max_len,
+        model_kwargs={"file_name": file_name},
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -196,12 +249,7 @@ def main() -> None:
                     model._pair_tokenizers[args.max_len] = None  # the tokenizer's pair call
                 models[name] = model
             else:
-                from sentence_transformers import CrossEncoder
-
-                model = CrossEncoder(
-                    str(folder), device="cpu", backend=ST[name], max_length=args.max_len
-                )
-                models[name] = model
+                models[name] = st_cross_encoder(name, folder, work, calibration, args.max_len)
         except Exception as exc:  # ST's onnx/openvino backends need optimum
             unavailable[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
             print(f"  {name}: unavailable ({unavailable[name]})")
