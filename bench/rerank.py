@@ -22,6 +22,9 @@ Variants (batch ``--batch_size``, ``--threads`` threads everywhere):
                 ``--calibration`` pairs of the *training* queries' BM25 run)
   dk-...-paircall   any dk variant tokenising with the tokenizer's own pair call (every passage
                 whole, per pair) instead of densekit's PairTokenizer: the tokenising's share
+  dk-...-whole  any dk variant scoring (and exporting) the whole classifier instead of the last
+                layer for the first token only (load_reranker(first_token=False)): that path's
+                share; its exports go to ``--work_dir``/exports-whole
   st-torch      sentence_transformers.CrossEncoder(folder).predict, fp32
   st-onnx       CrossEncoder(folder, backend="onnx")     } only where optimum is installed; in
   st-ov         CrossEncoder(folder, backend="openvino") } densekit's .venv it is not (see end)
@@ -76,6 +79,7 @@ ST = {
     "st-ov-q8": "openvino",
 }
 PAIR_CALL = "-paircall"
+WHOLE = "-whole"
 WANTED_FLAGS = ("avx2", "avx512", "amx", "avx_vnni")
 
 
@@ -239,13 +243,16 @@ def main() -> None:
     for name in variants:
         start = time.perf_counter()
         try:
-            if name.removesuffix(PAIR_CALL) in DK:
-                backend, quantize = DK[name.removesuffix(PAIR_CALL)]
+            base = name.removesuffix(PAIR_CALL).removesuffix(WHOLE).removesuffix(PAIR_CALL)
+            if base in DK:
+                backend, quantize = DK[base]
+                whole = WHOLE in name
+                exports = work / ("exports-whole" if whole else "exports")
                 model = load_reranker(
-                    str(folder), backend, quantize, str(work / "exports"), args.threads,
-                    calibration if quantize else None, max_len=args.max_len,
+                    str(folder), backend, quantize, str(exports), args.threads,
+                    calibration if quantize else None, first_token=not whole, max_len=args.max_len,
                 )  # fmt: skip
-                if name.endswith(PAIR_CALL):
+                if PAIR_CALL in name:
                     model._pair_tokenizers[args.max_len] = None  # the tokenizer's pair call
                 models[name] = model
             else:

@@ -152,7 +152,8 @@ def test_fp32_export_scores_equal_torch(minilm_reranker, tmp_path, backend):
     export = tmp_path / "export"
     flags = ("--backend", backend, "--export_dir", str(export))
     exported = _rerank(minilm_reranker, inputs, tmp_path / "exported.trec", *flags)
-    assert (export / f"{backend}-fp32" / "meta.json").is_file()
+    meta = json.loads((export / f"{backend}-fp32" / "meta.json").read_text())
+    assert meta["graph"] == "reranker-first-token"  # BERT: the last layer for [CLS] only
     assert not (Path(minilm_reranker) / "densekit_export").exists()
     for qid, hits in torch_run.items():
         assert list(exported[qid]) == list(hits)

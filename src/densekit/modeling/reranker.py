@@ -51,6 +51,7 @@ from transformers import (
 
 from densekit.data.formatting import TextFormat
 from densekit.errors import ConfigError, DataError
+from densekit.modeling.first_token_scores import first_token_scores
 from densekit.modeling.pair_tokens import PairTokenizer, pad
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,8 @@ class CrossEncoderReranker(nn.Module):
         self.settings = settings
         self.bf16 = False  # scoring under bf16 autocast (set_precision); weights stay as loaded
         self._pair_tokenizers: dict[int, PairTokenizer | None] = {}  # by max length, built once
+        self.first_token = True  # False: scorer() runs the whole model (a baseline to compare)
+        self._scorer: tuple[nn.Module | None, nn.Module | None] = (None, None)  # (model, path)
         _prepare_padding(model, tokenizer, settings.padding_side)
 
     def set_precision(self, precision: str = "auto") -> str:
@@ -435,8 +438,26 @@ class CrossEncoderReranker(nn.Module):
     # ------------------------------------------------------------------ scoring
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        """One logit per pair, shape ``[n]``."""
+        """One logit per pair, shape ``[n]`` (the whole model: what training differentiates)."""
         return self.model(**inputs).logits.view(-1)
+
+    def scorer(self) -> nn.Module:
+        """What scoring runs (:meth:`logits`, the exported graphs): token inputs -> ``[n]``
+        logits, equal to :meth:`forward`'s, with the last layer computed for the first token
+        only where the model allows it (:mod:`first_token_scores`), else :meth:`forward`.
+        Built once per model object (a LoRA merge replaces it); always in eval mode."""
+        if not self.first_token:
+            return self
+        model, scores = self._scorer
+        if model is not self.model:
+            scores = first_token_scores(self.model)
+            self._scorer = (self.model, scores)
+        return self if scores is None else scores.eval()
+
+    @property
+    def first_token_only(self) -> bool:
+        """Whether :meth:`scorer` takes the first-token path for this model."""
+        return self.scorer() is not self
 
     def format_pair(self, query: str, title: str | None, text: str | None) -> tuple[str, str]:
         """The two texts the tokenizer sees for a query and a passage (prefixes applied)."""
@@ -482,13 +503,14 @@ class CrossEncoderReranker(nn.Module):
         was_training = self.training
         self.eval()
         device = next(self.model.parameters()).device
+        scorer = self.scorer()
         try:
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
                 batch = pad(self.tokenizer, {key: [encoded[key][i] for i in rows] for key in keys})
                 batch = {k: v.to(device) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    out[rows] = self(**batch).float().cpu().numpy()
+                    out[rows] = scorer(**batch).float().cpu().numpy()
         finally:
             self.train(was_training)
         return out

@@ -6,8 +6,8 @@ An encoder tower is exported up to its pooling (token ids + mask -> one pooled s
 then hands back a row per text instead of a state per token, which a 256-token batch spends
 time copying. The projection and normalization stay in torch (:func:`project`), the code the
 torch encoder runs. A cross-encoder
-reranker exports its whole sequence-classification model (:class:`SequenceScores`: token ids,
-mask and token types -> one logit per pair); the exporters take either graph.
+reranker exports its sequence-classification model (:class:`SequenceScores`: token ids, mask
+and token types -> one logit per pair); the exporters take either graph.
 """
 
 from __future__ import annotations
@@ -204,14 +204,18 @@ class PooledStates(nn.Module):
 
 class SequenceScores(nn.Module):
     """A cross-encoder's exported graph: token ids, mask (and token types when the tokenizer
-    makes them) -> the one-label classifier's logit per pair, shape ``[batch]``."""
+    makes them) -> the one-label classifier's logit per pair, shape ``[batch]``, computed by
+    ``scores`` (the reranker's :meth:`~densekit.modeling.reranker.CrossEncoderReranker.scorer`);
+    ``backbone`` is the HF classifier itself (its config names the model in errors)."""
 
     output_name = "logits"
     output_axes = ("batch",)
 
-    def __init__(self, backbone: nn.Module, input_names: Sequence[str] = INPUTS) -> None:
+    def __init__(
+        self, backbone: nn.Module, scores: nn.Module, input_names: Sequence[str] = INPUTS
+    ) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.backbone, self.scores = backbone, scores
         self.input_names = tuple(input_names)
 
     def forward(
@@ -223,7 +227,7 @@ class SequenceScores(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        return self.backbone(**inputs, return_dict=True).logits.view(-1)
+        return self.scores(**inputs)
 
 
 def token_feeds(

@@ -2,8 +2,9 @@
 once to ONNX Runtime or OpenVINO (fp32, or int8) by the machinery the bi-encoder towers use.
 
 The export (``<model>/densekit_export/<format>-<dtype>/reranker.*`` unless ``export_dir``) holds
-the whole one-label classifier: token ids, mask and token types (when the tokenizer makes them)
--> one logit per pair. It is fingerprinted like a tower export and checked against torch on a
+the one-label classifier: token ids, mask and token types (when the tokenizer makes them)
+-> one logit per pair, the last layer computed for the first token only where the model allows
+it (:meth:`~CrossEncoderReranker.scorer`; a different fingerprint kind). It is fingerprinted like a tower export and checked against torch on a
 probe batch of pairs before it is kept: fp32 logits to a relative tolerance, int8 ones by the
 correlation of the scores (the order is what a reranker is for). Tokenizing, batching by length,
 the activation and :meth:`~CrossEncoderReranker.rerank_run` stay densekit's torch-side code:
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 RERANK_BACKENDS = ("torch", "onnx", "openvino")
 GRAPH = "reranker"  # the graph's file name in the export folder, and its fingerprint kind
+FIRST_TOKEN_GRAPH = "reranker-first-token"  # the kind when the last layer runs for [CLS] only
 _PROBE_QUERIES = ("what do protein kinases do", "insulin resistance", "vaccine T cell response")
 _PROBE_PASSAGES = (
     "Protein kinases phosphorylate other proteins and so switch signalling pathways on or off.",
@@ -140,11 +142,11 @@ def ensure_reranker_export(
         return [_feeds(reranker, [pair], names) for pair in pairs]
 
     job = ExportJob(
-        graphs={GRAPH: SequenceScores(reranker.model, names)},
+        graphs={GRAPH: SequenceScores(reranker.model, reranker.scorer(), names)},
         probe=lambda: _feeds(reranker, _probe_pairs(reranker), names),
         check=_check_scores,
         calibration=calibration,
-        kind=GRAPH,
+        kind=FIRST_TOKEN_GRAPH if reranker.first_token_only else GRAPH,
     )
     return export_graphs(job, model_path, spec, folder, redo)
 
@@ -161,11 +163,14 @@ def load_reranker(
     export_dir: str | None = None,
     threads: int | None = None,
     calibration_pairs: Pairs | Callable[[CrossEncoderReranker], Pairs] | None = None,
+    first_token: bool = True,
     **overrides,
 ) -> CrossEncoderReranker:
     """The cross-encoder folder ``path`` scoring on ``backend``; ``reranker.backend`` says which
     (``torch``, ``onnx-fp32``, ``openvino-int8``, ...). ``overrides`` as for
-    :meth:`CrossEncoderReranker.from_pretrained` (e.g. ``max_len``)."""
+    :meth:`CrossEncoderReranker.from_pretrained` (e.g. ``max_len``). ``first_token=False``
+    scores (and exports) the whole model instead of :meth:`~CrossEncoderReranker.scorer`'s
+    first-token path: the same logits, slower (a baseline for benchmarks)."""
     if backend not in RERANK_BACKENDS:
         raise ConfigError(
             f"reranker backend {backend!r}: expected one of {', '.join(RERANK_BACKENDS)}"
@@ -174,13 +179,14 @@ def load_reranker(
         if quantize:
             raise ConfigError("--quantize int8 needs --backend onnx or openvino")
         reranker = CrossEncoderReranker.from_pretrained(path, **overrides)
-        reranker.backend = "torch"
+        reranker.backend, reranker.first_token = "torch", first_token
         return reranker
     spec = ExportSpec(backend, quantize)
     require_runtime(spec)
     if Path(path).is_dir():
         check_exportable_folder(path, verb="reranks")  # before any weights are loaded
     reranker = CrossEncoderReranker.from_pretrained(path, **overrides)
+    reranker.first_token = first_token
     names = _pair_inputs(reranker)
     folder, status = ensure_reranker_export(reranker, path, spec, export_dir, calibration_pairs)
     logger.info("reranker %s export %s: %s", spec.name, status, folder)
@@ -192,7 +198,7 @@ def load_reranker(
         logger.warning("%s does not load (%s): exporting it again", folder, exc)
         ensure_reranker_export(reranker, path, spec, export_dir, calibration_pairs, redo=True)
         run = _MODULES[backend].load(folder, [GRAPH], threads)[GRAPH]
-    if read_meta(folder).get("graph") != GRAPH:
+    if read_meta(folder).get("graph") not in (GRAPH, FIRST_TOKEN_GRAPH):
         raise ConfigError(f"{folder} is not a reranker export: export it again (delete it)")
     model = RuntimeClassifier(reranker.model.config, run, names)
     exported = CrossEncoderReranker(model, reranker.tokenizer, reranker.settings)
