@@ -43,10 +43,12 @@ class FirstTokenScores(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        states = self.below(**inputs, return_dict=True).last_hidden_state
+        states = self.below(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,  # every BERT-family model takes it (None: zeros)
+            return_dict=True,
+        ).last_hidden_state
         first = _first_position(self.last, states, attention_mask)
         if self.pooler is not None:  # BertForSequenceClassification: pooler, dropout, classifier
             return self.model.classifier(self.pooler(first)).view(-1)
