@@ -194,17 +194,22 @@ def test_each_pooling_is_traced_into_the_export_and_a_changed_one_exports_again(
     different lengths), and switching mode exports again instead of reusing the other graph."""
     tokenizer = load_tokenizer(tiny_eos)
     texts = _scifact(0, 5)
-    statuses = []
+    statuses, kinds = [], []
     for pooling in ("cls", "mean", "last", "cls"):
         encoder = DenseEncoder.from_pretrained(tiny_eos, pooling=pooling).eval()
         spec = ExportSpec(backend)
-        statuses.append(ensure_export(encoder, tokenizer, tiny_eos, spec)[1])
+        folder, status = ensure_export(encoder, tokenizer, tiny_eos, spec)
+        statuses.append(status)
+        kinds.append(json.loads((folder / "meta.json").read_text())["graph"])
         exported = load_backend(encoder, tokenizer, tiny_eos, backend)
         _assert_close(
             _encode(exported, tokenizer, texts, False),
             _one_by_one(encoder, tokenizer, texts, False),
         )
     assert statuses == ["exported", "re-exported", "re-exported", "re-exported"]
+    # cls: the BERT tower's last layer for [CLS] only (modeling.first_token), same vectors
+    assert kinds[0] == kinds[3] == "encoder-cls-pooling-first-token"
+    assert kinds[1:3] == ["encoder-mean-pooling", "encoder-last-pooling"]
 
 
 def _int8_weight_peak(folder: Path) -> int:

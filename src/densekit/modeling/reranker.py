@@ -51,7 +51,7 @@ from transformers import (
 
 from densekit.data.formatting import TextFormat
 from densekit.errors import ConfigError, DataError
-from densekit.modeling.first_token_scores import first_token_scores
+from densekit.modeling.first_token import first_token_scores
 from densekit.modeling.pair_tokens import PairTokenizer, pad
 
 logger = logging.getLogger(__name__)
@@ -444,7 +444,7 @@ class CrossEncoderReranker(nn.Module):
     def scorer(self) -> nn.Module:
         """What scoring runs (:meth:`logits`, the exported graphs): token inputs -> ``[n]``
         logits, equal to :meth:`forward`'s, with the last layer computed for the first token
-        only where the model allows it (:mod:`first_token_scores`), else :meth:`forward`.
+        only where the model allows it (:mod:`first_token`), else :meth:`forward`.
         Built once per model object (a LoRA merge replaces it); always in eval mode."""
         if not self.first_token:
             return self

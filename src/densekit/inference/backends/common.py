@@ -33,6 +33,7 @@ from densekit.errors import ConfigError
 from densekit.inference.encode import token_ids
 from densekit.modeling.config import EncoderConfig
 from densekit.modeling.encoder import ADAPTER_CONFIG, project
+from densekit.modeling.first_token import first_token_states
 from densekit.modeling.pooling import pool
 
 FORMATS = ("onnx", "openvino")
@@ -183,7 +184,9 @@ def check_exportable(encoder: Any, model_path: str | Path) -> None:
 
 class PooledStates(nn.Module):
     """An encoder tower's exported graph: token ids + mask -> the pooled state of each row
-    (``pooling`` as the encoder pools; no projection, no normalization).
+    (``pooling`` as the encoder pools; no projection, no normalization). With ``cls`` pooling a
+    BERT-family tower's last layer is computed for the first token only
+    (:class:`~densekit.modeling.first_token.FirstTokenStates`: the same state, less work).
 
     Every exported graph names its inputs, its output and the output's dynamic axes, and keeps
     the HF model as ``backbone`` (the exporters read its config and attention implementation).
@@ -196,8 +199,12 @@ class PooledStates(nn.Module):
         super().__init__()
         self.backbone, self.pooling = backbone, pooling
         self.input_names = INPUTS
+        # cls pooling reads position 0 alone: a BERT-family tower's last layer runs for it only
+        self.first_token = first_token_states(backbone) if pooling == "cls" else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.first_token is not None:
+            return self.first_token(input_ids, attention_mask)[:, 0]
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         return pool(out.last_hidden_state, attention_mask, self.pooling)
 

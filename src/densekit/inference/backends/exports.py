@@ -120,8 +120,10 @@ def ensure_export(
     folder = export_folder(model_path, spec, export_dir)
     check_exportable(encoder, model_path)
     pooling = encoder.settings.pooling  # a flag may override the folder's: part of the stamp
+    graphs = {name: PooledStates(model, pooling) for name, model in backbones(encoder).items()}
+    first_token = any(graph.first_token is not None for graph in graphs.values())
     job = ExportJob(
-        graphs={name: PooledStates(model, pooling) for name, model in backbones(encoder).items()},
+        graphs=graphs,
         probe=lambda: _probe(tokenizer, encoder),
         check=_check_states,
         calibration=lambda: (
@@ -129,7 +131,7 @@ def ensure_export(
             if calibration_texts
             else None
         ),
-        kind=f"encoder-{pooling}-pooling",
+        kind=f"encoder-{pooling}-pooling" + ("-first-token" if first_token else ""),
     )
     return export_graphs(job, model_path, spec, folder, redo)
 

@@ -1,17 +1,19 @@
-"""An encoder cross-encoder's logits with its last layer computed for the first token only.
+"""A BERT-family model's last layer computed for the first token only, where nothing else of
+that layer is read.
 
-A BERT-family sequence classifier reads one position of the last layer: the first (``[CLS]`` /
-``<s>``). Every other position of that layer -- its query projection, attention row, output
-projection and feed-forward -- is computed and thrown away; only the last layer's keys and
-values need every position. :class:`FirstTokenScores` runs the layers before the last as the
-model does, then the last one for the first position alone, then the model's own head: the same
-logits for about 5/6 of a layer less work (MiniLM-L6: ~14% of a pair's matmuls). Scoring and
-the exported reranker graphs use it; training keeps the whole model.
+A sequence classifier's logit reads one position of the last layer: the first (``[CLS]`` /
+``<s>``); so does a bi-encoder with ``cls`` pooling. Every other position of that layer -- its
+query projection, attention row, output projection and feed-forward -- is computed and thrown
+away; only the last layer's keys and values need every position. :class:`FirstTokenStates` runs
+the layers before the last as the model does, then the last one for the first position alone:
+the same state for about 5/6 of a layer less work (MiniLM-L6: ~14% of the matmuls).
+:class:`FirstTokenScores` puts the classifier's own head on it. Reranker scoring and exports and
+``cls``-pooled encoder exports use them; training keeps the whole model.
 
 Only models whose layers have BERT's structure (``attention.self.query/key/value``,
-``attention.output``, ``intermediate``, ``output``; absolute positions; no decoder) and whose
-head reads the first position are taken, and each is checked against the model's own forward
-on a probe batch when built (:func:`first_token_scores` returns None otherwise).
+``attention.output``, ``intermediate``, ``output``; absolute positions; no decoder) are taken,
+and each is checked against the model's own forward on a probe batch when built
+(:func:`first_token_states` and :func:`first_token_scores` return None otherwise).
 """
 
 from __future__ import annotations
@@ -22,19 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# probe check: logits of the model and of the first-token path, relative to their magnitude
+# probe check: the first-token path against the model, relative to the outputs' magnitude
 _PROBE_TOLERANCE = 1e-4
 
 
-class FirstTokenScores(nn.Module):
-    """``model``'s one-label logits, shape ``[batch]``, from token ids, mask and token types."""
+class FirstTokenStates(nn.Module):
+    """A BERT-family base model's last hidden state at position 0, shape ``[batch, 1, hidden]``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, base: nn.Module) -> None:
         super().__init__()
-        self.model = model  # the HF classifier, whole (its parameters; the head)
-        base = model.base_model
         self.last = base.encoder.layer[-1]
-        self.pooler = getattr(base, "pooler", None)  # BERT: dense + tanh on the first position
         self.below = _without_last_layer(base)
 
     def forward(
@@ -49,50 +48,86 @@ class FirstTokenScores(nn.Module):
             token_type_ids=token_type_ids,  # every BERT-family model takes it (None: zeros)
             return_dict=True,
         ).last_hidden_state
-        first = _first_position(self.last, states, attention_mask)
+        return _first_position(self.last, states, attention_mask)
+
+
+class FirstTokenScores(nn.Module):
+    """A BERT-family classifier's one-label logits, shape ``[batch]``, through
+    :class:`FirstTokenStates` and the classifier's own head."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model  # the HF classifier, whole (its parameters; the head)
+        self.states = FirstTokenStates(model.base_model)
+        self.pooler = getattr(model.base_model, "pooler", None)  # BERT: dense + tanh on [:, 0]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        first = self.states(input_ids, attention_mask, token_type_ids)
         if self.pooler is not None:  # BertForSequenceClassification: pooler, dropout, classifier
             return self.model.classifier(self.pooler(first)).view(-1)
         return self.model.classifier(first).view(-1)  # RoBERTa / ELECTRA heads read [:, 0]
 
 
+def first_token_states(base: nn.Module) -> FirstTokenStates | None:
+    """:class:`FirstTokenStates` of the base model ``base`` (e.g. a ``BertModel``) when its
+    structure allows it and it reproduces ``last_hidden_state[:, 0]`` on a probe; else None."""
+    if not _has_bert_layers(base):
+        return None
+    states = FirstTokenStates(base)
+
+    def whole(**inputs: torch.Tensor) -> torch.Tensor:
+        return base(**inputs, return_dict=True).last_hidden_state[:, 0]
+
+    return states if _reproduces(base, whole, lambda **i: states(**i)[:, 0]) else None
+
+
 def first_token_scores(model: nn.Module) -> FirstTokenScores | None:
-    """:class:`FirstTokenScores` of ``model`` when its structure allows it and it reproduces the
-    model's logits on a probe batch; None for any other model (score it whole)."""
-    if not _has_bert_layers(model):
+    """:class:`FirstTokenScores` of the HF classifier ``model`` when its structure allows it and
+    it reproduces the model's logits on a probe; None for any other model (score it whole)."""
+    base = getattr(model, "base_model", None)
+    if (
+        base is None
+        or base is model
+        or not isinstance(getattr(model, "classifier", None), nn.Module)
+    ):
+        return None
+    if not _has_bert_layers(base):
         return None
     scores = FirstTokenScores(model)
-    if not _reproduces(model, scores):
-        return None
-    return scores
+
+    def whole(**inputs: torch.Tensor) -> torch.Tensor:
+        return model(**inputs).logits.view(-1)
+
+    return scores if _reproduces(model, whole, scores) else None
 
 
-def _has_bert_layers(model: nn.Module) -> bool:
-    config = getattr(model, "config", None)
-    base = getattr(model, "base_model", None)
+def _has_bert_layers(base: nn.Module) -> bool:
+    config = getattr(base, "config", None)
     layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if config is None or base is None or base is model or not isinstance(layers, nn.ModuleList):
+    if config is None or not isinstance(layers, nn.ModuleList) or not len(layers):
         return False
-    if not len(layers) or getattr(config, "is_decoder", False):
+    if getattr(config, "is_decoder", False):
         return False
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
         return False
-    if not isinstance(getattr(model, "classifier", None), nn.Module):
-        return False
     last = layers[-1]
     attention = getattr(getattr(last, "attention", None), "self", None)
-    parts = (getattr(attention, name, None) for name in ("query", "key", "value"))
+    projections = [getattr(attention, name, None) for name in ("query", "key", "value")]
+    modules = [
+        getattr(last.attention, "output", None),
+        getattr(last, "intermediate", None),
+        getattr(last, "output", None),
+    ]
     return (
-        all(isinstance(part, nn.Linear) for part in parts)
+        all(isinstance(part, nn.Linear) for part in projections)
         and hasattr(attention, "num_attention_heads")
         and hasattr(attention, "attention_head_size")
-        and all(
-            isinstance(module, nn.Module)
-            for module in (
-                getattr(last.attention, "output", None),
-                getattr(last, "intermediate", None),
-                getattr(last, "output", None),
-            )
-        )
+        and all(isinstance(module, nn.Module) for module in modules)
     )
 
 
@@ -136,8 +171,8 @@ def _first_position(layer: nn.Module, states: torch.Tensor, mask: torch.Tensor) 
 
 
 @torch.no_grad()
-def _reproduces(model: nn.Module, scores: FirstTokenScores) -> bool:
-    """Both paths on a small padded batch of random tokens, in eval mode."""
+def _reproduces(model: nn.Module, whole, path) -> bool:
+    """``path`` against ``whole`` on a small padded batch of random tokens, in eval mode."""
     was_training = model.training
     model.eval()
     try:
@@ -156,8 +191,8 @@ def _reproduces(model: nn.Module, scores: FirstTokenScores) -> bool:
             types = torch.zeros_like(ids)
             types[:, 6:] = 1
             inputs["token_type_ids"] = types.to(parameter.device)
-        expected = model(**inputs).logits.view(-1).float()
-        got = scores(**inputs).float()
+        expected = whole(**inputs).float()
+        got = path(**inputs).float()
     except (RuntimeError, TypeError, AttributeError, ValueError):
         return False
     finally:

@@ -7,7 +7,12 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from densekit.modeling.first_token_scores import FirstTokenScores, first_token_scores
+from densekit.modeling.first_token import (
+    FirstTokenScores,
+    FirstTokenStates,
+    first_token_scores,
+    first_token_states,
+)
 from densekit.modeling.reranker import CrossEncoderReranker, RerankerConfig
 
 ENCODERS = ["bert", "roberta", "xlm-roberta", "electra"]
@@ -53,6 +58,19 @@ def test_logits_equal_the_whole_model(model_type):
         expected = model(**inputs).logits.view(-1)
         got = scores(**inputs)
     assert float(expected.std()) > 1e-3  # the rows differ: a wrong mask or row would show
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("model_type", ENCODERS)
+def test_states_equal_the_base_model_first_position(model_type):
+    """What cls pooling reads: the base model's last hidden state at position 0."""
+    base = classifier(model_type).base_model
+    states = first_token_states(base)
+    assert isinstance(states, FirstTokenStates)
+    inputs = batch()
+    with torch.no_grad():
+        expected = base(**inputs).last_hidden_state[:, 0]
+        got = states(**inputs)[:, 0]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 
 
