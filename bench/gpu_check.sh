@@ -6,7 +6,7 @@
 # 1. installs what the image lacks from gpu_wheels/ (bash bench/gpu_wheels.sh made it on a CPU
 #    machine; pip --no-index, torch pinned, densekit with --no-deps): bench/gpu_install.py;
 # 2. runs the GPU tests, pytest -m gpu tests/gpu (fp16/bf16 GradCache, overflow skip, CUDA
-#    dropout replay, world size 1, ZeRO-2/3, SDPA/flash, QLoRA);
+#    dropout replay, world size 1, ZeRO-2/3, SDPA/flash, QLoRA, the reranker's first-token path);
 # 3. measures throughput against sentence-transformers: bench/gpu_bench.py;
 # 4. writes OUT/summary.json and OUT/summary.md (bench/gpu_summary.py), beside gpu_check.log,
 #    pytest.xml, details.jsonl, install.json and bench.json.
