@@ -141,3 +141,11 @@ def test_reranker_scores_through_it_and_follows_a_new_model(tiny_model):
     assert reranker.scorer() is first  # built once per model
     reranker.model = classifier("bert", layers=2)
     assert reranker.scorer() is not first and reranker.scorer().model is reranker.model
+
+
+def test_an_unmerged_lora_reranker_is_scored_whole_and_takes_the_path_once_merged(tiny_model):
+    reranker = CrossEncoderReranker.from_backbone(tiny_model, RerankerConfig(max_len=32))
+    reranker.apply_lora(r=4)
+    assert reranker.is_lora and not reranker.first_token_only
+    reranker.merge_lora()
+    assert reranker.first_token_only
