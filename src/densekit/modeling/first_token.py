@@ -61,13 +61,9 @@ class FirstTokenScores(nn.Module):
         self.states = FirstTokenStates(model.base_model)
         self.pooler = getattr(model.base_model, "pooler", None)  # BERT: dense + tanh on [:, 0]
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        first = self.states(input_ids, attention_mask, token_type_ids)
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """``inputs``: the classifier's token inputs, as :class:`FirstTokenStates` takes them."""
+        first = self.states(**inputs)
         if self.pooler is not None:  # BertForSequenceClassification: pooler, dropout, classifier
             return self.model.classifier(self.pooler(first)).view(-1)
         return self.model.classifier(first).view(-1)  # RoBERTa / ELECTRA heads read [:, 0]
